@@ -1,0 +1,38 @@
+"""The Hydra task function's shell: user mistakes become one clear message, not a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from poolstudy.errors import PoolStudyError, TrainingDivergedError
+from poolstudy.training.run import train_and_evaluate
+from poolstudy.utils.io import atomic_write_json
+
+log = logging.getLogger("poolstudy")
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Returns the final validation accuracy (what sweepers optimise).
+
+    In a single run a user error exits with status 2. In a multirun the job is recorded
+    as invalid or failed in its folder (``status.json``) and the other jobs go on.
+    """
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        return train_and_evaluate(cfg, out_dir)["val_acc"]
+    except (PoolStudyError, TrainingDivergedError) as exc:
+        status = "invalid" if isinstance(exc, PoolStudyError) else "failed"
+        atomic_write_json(out_dir / "status.json", {"status": status, "error": str(exc)})
+        if not multirun:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2 if status == "invalid" else 1)
+        log.error("job %s %s: %s", hydra_cfg.job.num, status, exc)
+        return None

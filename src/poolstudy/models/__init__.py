@@ -1,0 +1,37 @@
+"""Architectures, all built from the downsampling registry in :mod:`poolstudy.models.downsample`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from poolstudy.errors import PoolStudyError
+from poolstudy.models.downsample import DOWNSAMPLERS, Downsample, create_downsample, register_downsample
+from poolstudy.models.lenet import LeNet
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet": LeNet}
+
+
+def create_model(arch: str, **kwargs: Any) -> nn.Module:
+    """Build architecture ``arch`` (a key of ARCHITECTURES) with the given keyword arguments."""
+    if arch not in ARCHITECTURES:
+        raise PoolStudyError(
+            f"model.arch = {arch!r} is not a known architecture; valid choices are: "
+            f"{', '.join(sorted(ARCHITECTURES))}."
+        )
+    try:
+        return ARCHITECTURES[arch](**kwargs)
+    except TypeError as exc:  # an unexpected key in the model config
+        raise PoolStudyError(f"model config does not fit architecture '{arch}': {exc}.") from None
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "DOWNSAMPLERS",
+    "Downsample",
+    "LeNet",
+    "create_downsample",
+    "create_model",
+    "register_downsample",
+]

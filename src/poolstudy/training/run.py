@@ -1,0 +1,164 @@
+"""One job: compose -> check -> load data -> build model -> train -> evaluate -> metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from poolstudy.config_checks import check_config
+from poolstudy.data import DataSplits, load_splits
+from poolstudy.errors import PoolStudyError
+from poolstudy.models.summary import count_macs, count_params, format_summary, stage_sizes, trace_shapes
+from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
+from poolstudy.training.loop import evaluate, train_epoch
+from poolstudy.training.schedule import build_scheduler
+from poolstudy.utils.environment import environment_record
+from poolstudy.utils.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PoolStudyError(f"trainer.device = {name!r} but no CUDA device is available; use auto or cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise PoolStudyError(f"trainer.device = {name!r} but MPS is not available; use auto or cpu.")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # warn_only: CUDA max-pool backward has no deterministic kernel; CPU runs are exact.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def finished_metrics(out_dir: Path) -> dict | None:
+    """The metrics of a job that already completed in ``out_dir``, else None."""
+    path = out_dir / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return metrics if metrics.get("status") == "complete" else None
+
+
+def build_model(cfg: DictConfig, data: DataSplits) -> torch.nn.Module:
+    channels, _, _ = data.image_shape
+    overrides = {}
+    if cfg.model.get("in_channels") is None:
+        overrides["in_channels"] = channels
+    if cfg.model.get("num_classes") is None:
+        overrides["num_classes"] = data.num_classes
+    return instantiate(cfg.model, _convert_="all", **overrides)
+
+
+def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Run one job and write ``out_dir/metrics.json``; returns the metrics."""
+    check_config(cfg)
+    done = finished_metrics(out_dir)
+    if done is not None:
+        log.info("%s already holds a complete %s; not training again.", out_dir, METRICS_FILE)
+        return done
+
+    trainer = cfg.trainer
+    if trainer.threads:
+        torch.set_num_threads(int(trainer.threads))
+    device = resolve_device(trainer.device)
+    seed_everything(int(cfg.seed), bool(trainer.deterministic))
+
+    data = load_splits(cfg.dataset, cfg.data_dir, cfg.cache_dir).to(device)
+    log.info("Data: %s; train %d / val %d / test %d images of %s, %d classes",
+             data.source, len(data.train[1]), len(data.val[1]), len(data.test[1]),
+             "x".join(map(str, data.image_shape)), data.num_classes)
+
+    model = build_model(cfg, data)
+    rows = trace_shapes(model, data.image_shape)  # before training: clear error on impossible shapes
+    params, macs = count_params(model), count_macs(model, data.image_shape)
+    log.info("Model %s / %s:\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs))
+    model.to(device)
+
+    optimizer = instantiate(cfg.optimizer)(model.parameters())  # _partial_: true
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    train_batches = data.batches("train", int(trainer.batch_size), device, shuffle=True, generator=generator)
+    val_batches = data.batches("val", int(trainer.eval_batch_size), device)
+    test_batches = data.batches("test", int(trainer.eval_batch_size), device)
+    epochs = int(trainer.epochs)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, epochs, len(train_batches))
+    progress = None if trainer.progress == "auto" else bool(trainer.progress)
+
+    history = []
+    train_seconds = 0.0
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        stats = train_epoch(model, train_batches, optimizer, scheduler, progress, desc=f"epoch {epoch}/{epochs}")
+        train_seconds += stats.seconds
+        val_loss, val_acc = evaluate(model, val_batches)
+        history.append({"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_loss": val_loss,
+                        "val_acc": val_acc, "lr": lr, "epoch_time_s": stats.seconds})
+        log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.2e  %.1fs",
+                 epoch, epochs, stats.loss, 100 * stats.acc, val_loss, 100 * val_acc, lr, stats.seconds)
+    wall = time.perf_counter() - start
+
+    metrics: dict[str, Any] = {"status": "complete"}
+    val_loss_raw, val_acc_raw = evaluate(model, val_batches)
+    test_loss_raw, test_acc_raw = evaluate(model, test_batches)
+    recalibrated = bool(trainer.bn_recalibration) and has_batchnorm(model)
+    if recalibrated:
+        recal_batches = data.batches("train", int(trainer.batch_size), device, shuffle=True,
+                                     generator=torch.Generator().manual_seed(int(cfg.seed)))
+        recalibrate_batchnorm(model, recal_batches, trainer.bn_recalibration_batches)
+        val_loss, val_acc = evaluate(model, val_batches)
+        test_loss, test_acc = evaluate(model, test_batches)
+    else:
+        val_loss, val_acc, test_loss, test_acc = val_loss_raw, val_acc_raw, test_loss_raw, test_acc_raw
+    log.info("Final: val acc %.2f%%  test acc %.2f%%  (without BN re-estimation: val %.2f%%, test %.2f%%)",
+             100 * val_acc, 100 * test_acc, 100 * val_acc_raw, 100 * test_acc_raw)
+
+    metrics.update({
+        "val_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc, "test_loss": test_loss,
+        "bn_recalibrated": recalibrated,
+        "val_acc_raw": val_acc_raw, "val_loss_raw": val_loss_raw,
+        "test_acc_raw": test_acc_raw, "test_loss_raw": test_loss_raw,
+        "params": params, "macs": macs, "feature_maps": stage_sizes(rows),
+        "train_time_s": wall, "images_per_s": epochs * len(data.train[1]) / train_seconds,
+        "epochs": epochs, "seed": int(cfg.seed),
+        "model": {"arch": cfg.model.arch, "downsample": OmegaConf.to_container(cfg.model.downsample, resolve=True),
+                  "dropout": cfg.model.get("dropout")},
+        "dataset": {"name": cfg.dataset.name, "source": data.source, "image_shape": list(data.image_shape),
+                    "num_classes": data.num_classes, "train": len(data.train[1]), "val": len(data.val[1]),
+                    "test": len(data.test[1]), "mean": data.mean, "std": data.std},
+        "optimizer": {"name": cfg.optimizer._target_.rsplit(".", 1)[-1], "lr": cfg.optimizer.lr,
+                      "weight_decay": cfg.optimizer.weight_decay, "batch_size": int(trainer.batch_size),
+                      "scheduler": cfg.scheduler.name},
+        "history": history,
+        "environment": environment_record(device),
+    })
+    atomic_write_json(out_dir / METRICS_FILE, metrics)
+    return metrics

@@ -1,0 +1,108 @@
+import pytest
+import torch
+from torch import nn
+
+from poolstudy.errors import InvalidModelError, PoolStudyError
+from poolstudy.models import DOWNSAMPLERS, LeNet, create_model
+from poolstudy.models.summary import count_macs, count_params, trace_shapes
+
+SEED_MAXPOOL = {"type": "maxpool", "kernel_size": 2, "stride": 2, "padding": 0}
+SEED_STRIDED = {"type": "strided", "kernel_size": 5, "stride": 2}
+AVGPOOL = {"type": "avgpool", "kernel_size": 2, "stride": 2}
+
+
+def seed_original(in_channels=1):
+    """The seed's original LeNet, written out layer by layer as in ../shared/seed/."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Dropout(0.4),
+        nn.Conv2d(6, 16, 5, 1, 2), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(16, 120, 5), nn.BatchNorm2d(120), nn.ReLU(),
+    )
+
+
+@pytest.mark.parametrize("downsample", [SEED_MAXPOOL, SEED_STRIDED, AVGPOOL])
+def test_seed_models_have_52174_parameters_on_mnist(downsample):
+    model = LeNet(1, 10, downsample)
+    assert count_params(model) == 52_174
+
+
+def test_maxpool_lenet_matches_the_seed_layer_by_layer():
+    torch.manual_seed(0)
+    ours = LeNet(1, 10, SEED_MAXPOOL).eval()
+    seed = seed_original().eval()
+    seed_params = [p for p in seed.parameters()]
+    ours_params = [p for n, p in ours.named_parameters() if not n.startswith("fc")]
+    assert [p.shape for p in seed_params] == [p.shape for p in ours_params]
+    with torch.no_grad():
+        for s, o in zip(seed_params, ours_params):
+            s.copy_(o)
+    x = torch.randn(4, 1, 28, 28)
+    features = seed(x)
+    expected = ours.fc(features.mean((2, 3)))
+    assert torch.allclose(ours(x), expected, atol=1e-6)
+
+
+def test_strided_lenet_is_the_seeds_modified_model():
+    model = LeNet(1, 10, SEED_STRIDED)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.padding) for c in convs] == [
+        ((5, 5), (2, 2), (2, 2)), ((5, 5), (2, 2), (2, 2)), ((5, 5), (1, 1), (0, 0))]
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in model.modules())
+    assert sum(isinstance(m, nn.Dropout) for m in model.modules()) == 1
+
+
+@pytest.mark.parametrize("downsample", [SEED_MAXPOOL, SEED_STRIDED, AVGPOOL])
+@pytest.mark.parametrize("channels,size,classes", [(1, 28, 10), (3, 32, 10), (3, 32, 100)])
+def test_output_shapes(downsample, channels, size, classes):
+    model = LeNet(channels, classes, downsample)
+    out = model(torch.randn(3, channels, size, size))
+    assert out.shape == (3, classes)
+    rows = trace_shapes(model, (channels, size, size))
+    maps = {r.name: r.out_shape for r in rows}
+    spatial = 3 if size == 28 else 4
+    assert maps["conv3.2"] == (120, spatial, spatial)
+
+
+def test_three_channel_params_add_only_first_conv_weights():
+    assert count_params(LeNet(3, 10, SEED_MAXPOOL)) - count_params(LeNet(1, 10, SEED_MAXPOOL)) == 2 * 6 * 25
+
+
+def test_dropout_zero_removes_the_layer():
+    model = LeNet(1, 10, SEED_MAXPOOL, dropout=0.0)
+    assert not any(isinstance(m, nn.Dropout) for m in model.modules())
+
+
+def test_macs_of_the_seed_maxpool_lenet():
+    # conv1 28*28*6*25 + conv2 14*14*16*6*25 + conv3 3*3*120*16*25 + fc 120*10
+    expected = 28 * 28 * 6 * 25 + 14 * 14 * 16 * 6 * 25 + 3 * 3 * 120 * 16 * 25 + 120 * 10
+    assert count_macs(LeNet(1, 10, SEED_MAXPOOL), (1, 28, 28)) == expected
+
+
+def test_strided_costs_a_quarter_of_the_first_two_convolutions():
+    expected = 14 * 14 * 6 * 25 + 7 * 7 * 16 * 6 * 25 + 3 * 3 * 120 * 16 * 25 + 120 * 10
+    assert count_macs(LeNet(1, 10, SEED_STRIDED), (1, 28, 28)) == expected
+
+
+def test_registry_lists_operators_and_rejects_unknown():
+    assert {"maxpool", "avgpool", "strided"} <= set(DOWNSAMPLERS)
+    with pytest.raises(PoolStudyError, match=r"model.downsample.type = 'bogus'.*valid types are:.*maxpool"):
+        LeNet(1, 10, {"type": "bogus"})
+
+
+@pytest.mark.parametrize("key,value", [("stride", 0), ("kernel_size", -1), ("stride", 1.5), ("padding", -1)])
+def test_registry_rejects_bad_numbers(key, value):
+    with pytest.raises(PoolStudyError, match=f"model.downsample.{key}"):
+        LeNet(1, 10, {**SEED_MAXPOOL, key: value})
+
+
+def test_impossible_shape_is_reported_before_training():
+    model = LeNet(1, 10, {"type": "maxpool", "kernel_size": 5, "stride": 5})
+    with pytest.raises(InvalidModelError, match=r"layer 'conv3.0' \(Conv2d: kernel_size=\(5, 5\).*gets a 16x1x1 input"):
+        trace_shapes(model, (1, 28, 28))
+
+
+def test_create_model_errors_name_the_key():
+    with pytest.raises(PoolStudyError, match="model.arch = 'resnet'"):
+        create_model("resnet", in_channels=1, num_classes=10, downsample=SEED_MAXPOOL)
+    with pytest.raises(PoolStudyError, match="does not fit architecture 'lenet'"):
+        create_model("lenet", in_channels=1, num_classes=10, downsample=SEED_MAXPOOL, depth=3)
