@@ -114,7 +114,7 @@ def _class_dirs(split_dir: Path) -> list[Path]:
 
 def read_image_folder(root: Path, label: str | None = None) -> RawDataset:
     """Decode ``root/{train,test}/<class>/*`` into tensors; all images must share one size."""
-    from torchvision.io import ImageReadMode, decode_image
+    from PIL import Image, UnidentifiedImageError
 
     splits = {}
     classes: list[str] | None = None
@@ -136,10 +136,11 @@ def read_image_folder(root: Path, label: str | None = None) -> RawDataset:
                 if not path.is_file():
                     continue
                 try:
-                    raw = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
-                    img = decode_image(raw, mode=ImageReadMode.UNCHANGED)
-                except (RuntimeError, ValueError, OSError) as exc:
+                    with Image.open(path) as pil:
+                        arr = np.array(pil)
+                except (UnidentifiedImageError, ValueError, OSError) as exc:
                     raise DataError(f"Cannot decode image {path}: {str(exc).splitlines()[0]}. Remove or replace it.") from None
+                img = torch.from_numpy(arr).unsqueeze(0) if arr.ndim == 2 else torch.from_numpy(arr).permute(2, 0, 1)
                 if images and img.shape != images[0].shape:
                     raise DataError(
                         f"Image {path} has shape {tuple(img.shape)} (C, H, W) but earlier images have "
