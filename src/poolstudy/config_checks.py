@@ -10,6 +10,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from poolstudy.analysis.invariance import STABILITY_METRICS
+from poolstudy.data.shifts import PADDING_MODES
 from poolstudy.errors import PoolStudyError
 
 
@@ -28,6 +30,10 @@ def _number(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) 
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return "one of " + ", ".join(choices)
 
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -50,6 +56,16 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("dataset.split_seed", _int(0), "an integer >= 0"),
     ("dataset.train_subset", _optional(_int(20)), "null (all) or an integer >= 20"),
     ("dataset.test_subset", _optional(_int(1)), "null (all) or an integer >= 1"),
+    ("dataset.test_shift", _int(0), "an integer >= 0 (pixels; 0 leaves the test images centred)"),
+    ("dataset.test_shift_padding", lambda v: v in PADDING_MODES, _one_of(PADDING_MODES)),
+    ("invariance.enabled", lambda v: isinstance(v, bool), "true or false"),
+    ("invariance.max_shift", _int(1), "an integer >= 1 (pixels)"),
+    ("invariance.padding", lambda v: v in PADDING_MODES, _one_of(PADDING_MODES)),
+    ("invariance.passes", _int(1), "an integer >= 1"),
+    ("invariance.subset", _optional(_int(1)), "null (the whole test set) or an integer >= 1"),
+    ("invariance.seed", _int(0), "an integer >= 0"),
+    ("invariance.stability_metric", lambda v: v in STABILITY_METRICS, _one_of(STABILITY_METRICS)),
+    ("invariance.layerwise", lambda v: isinstance(v, bool), "true or false"),
 ]
 
 

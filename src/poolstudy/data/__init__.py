@@ -11,6 +11,7 @@ import torch
 
 from poolstudy.data.catalogue import load_raw
 from poolstudy.data.loader import Normalizer, TensorBatches
+from poolstudy.data.shifts import check_shift, translate_test_images
 from poolstudy.data.splits import stratified_split, stratified_subset
 from poolstudy.errors import PoolStudyError
 
@@ -66,6 +67,13 @@ def load_splits(cfg: Any, data_dir: str | Path, cache_dir: str | Path) -> DataSp
     if cfg.get("test_subset"):
         keep = stratified_subset(test_y, int(cfg.test_subset), split_seed)
         test_x, test_y = test_x[keep], test_y[keep]
+    source = raw.source
+    test_shift = int(cfg.get("test_shift") or 0)
+    if test_shift:  # the controlled shifted test set; training and validation stay centred
+        padding = cfg.get("test_shift_padding", "zero")
+        check_shift("dataset.test_shift", test_shift, tuple(test_x.shape))
+        test_x = translate_test_images(test_x, test_shift, padding, split_seed)
+        source += f"; test images shifted by {test_shift} px ({padding} padding)"
     fit_idx, val_idx = stratified_split(train_y, float(cfg.val_fraction), split_seed)
     fit_x, fit_y = train_x[fit_idx], train_y[fit_idx]
     mean, std = cfg.get("mean"), cfg.get("std")
@@ -84,7 +92,7 @@ def load_splits(cfg: Any, data_dir: str | Path, cache_dir: str | Path) -> DataSp
         classes=list(raw.classes),
         mean=[float(m) for m in mean],
         std=[float(s) for s in std],
-        source=raw.source,
+        source=source,
     )
 
 

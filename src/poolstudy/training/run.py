@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from poolstudy.analysis.invariance import invariance_metrics
 from poolstudy.config_checks import check_config
 from poolstudy.data import DataSplits, load_splits
 from poolstudy.errors import PoolStudyError
@@ -160,5 +161,6 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "history": history,
         "environment": environment_record(device),
     })
+    metrics.update(invariance_metrics(cfg, model, data, initial_model=lambda: build_model(cfg, data)))
     atomic_write_json(out_dir / METRICS_FILE, metrics)
     return metrics
