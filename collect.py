@@ -1,0 +1,8 @@
+"""Alias of ``python -m poolstudy.collect``: python collect.py PATHS... [options] (see --help)."""
+
+import sys
+
+from poolstudy.collect import main
+
+if __name__ == "__main__":
+    sys.exit(main())

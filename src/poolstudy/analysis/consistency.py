@@ -1,0 +1,96 @@
+"""Flags for results that should not be compared as they are: jobs of one cell that differ in a config
+key nobody grouped by, variants run with different settings, and results from several code versions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from poolstudy.analysis.cells import Cell, Grouping, show_value
+from poolstudy.analysis.records import MISSING, Job
+
+# Keys that differ between jobs by design or do not change results (hpo.*: the HPO sweeper's bookkeeping).
+PER_JOB_KEYS = frozenset({"seed", "data_dir", "cache_dir", "trainer.progress"})
+PER_JOB_PREFIXES = ("hydra.", "hpo.")
+# Between variants, the downsampling operator's own settings are what is being compared.
+VARIANT_PREFIX = "model.downsample."
+
+
+def _where(panel: Any) -> str:
+    return "all jobs" if panel is None else show_value(panel)
+
+
+def _listing(counts: Counter) -> str:
+    return ", ".join(f"{show_value(value)} ({n} job{'s' if n != 1 else ''})"
+                     for value, n in sorted(counts.items(), key=lambda item: (-item[1], show_value(item[0]))))
+
+
+class _Ignore:
+    def __init__(self, grouping: Grouping, extra: Iterable[str]):
+        self.exact = PER_JOB_KEYS | set(grouping.keys) | set(extra)
+        self.prefixes = PER_JOB_PREFIXES + tuple(f"{key}." for key in extra)
+
+    def __call__(self, key: str) -> bool:
+        return key in self.exact or key.startswith(self.prefixes)
+
+
+def _keys(jobs: list[Job], ignored: _Ignore) -> list[str]:
+    return sorted({key for job in jobs for key in job.config if not ignored(key)})
+
+
+def _within_cells(cells: list[Cell], ignored: _Ignore) -> list[str]:
+    flags = []
+    for cell in cells:
+        jobs = [job for job in cell.jobs if job.config]
+        for key in _keys(jobs, ignored):
+            counts = Counter(job.config.get(key, MISSING) for job in jobs)
+            if len(counts) > 1:
+                flags.append(f"{_where(cell.panel)} / {cell.label}: its jobs differ in {key}: {_listing(counts)}; "
+                             "their mean mixes different settings.")
+    return flags
+
+
+def _between_variants(cells: list[Cell], ignored: _Ignore) -> list[str]:
+    """Untuned variants on one dataset should share every setting but the operator (tuned ones differ
+    in their tuned hyper-parameters by design)."""
+    flags = []
+    for panel in dict.fromkeys(cell.panel for cell in cells):
+        peers = [cell for cell in cells if cell.panel == panel and not cell.tuned and any(j.config for j in cell.jobs)]
+        jobs = [job for cell in peers for job in cell.jobs if job.config]
+        for key in _keys(jobs, ignored):
+            if key.startswith(VARIANT_PREFIX):
+                continue
+            per_cell: dict[Any, list[str]] = {}
+            for cell in peers:
+                values = {job.config.get(key, MISSING) for job in cell.jobs if job.config}
+                if len(values) == 1:  # cells that disagree internally are flagged already
+                    per_cell.setdefault(values.pop(), []).append(cell.label)
+            if len(per_cell) > 1:
+                listing = "; ".join(f"{show_value(v)}: {', '.join(labels)}"
+                                    for v, labels in sorted(per_cell.items(), key=lambda i: show_value(i[0])))
+                flags.append(f"{_where(panel)}: variants were run with different {key} ({listing}); "
+                             "their comparison is confounded by it.")
+    return flags
+
+
+def _code_versions(cells: list[Cell]) -> list[str]:
+    flags = []
+    for panel in dict.fromkeys(cell.panel for cell in cells):
+        finished = [job for cell in cells if cell.panel == panel for job in cell.complete]
+        commits = Counter(job.git_commit or "unknown" for job in finished)
+        if len(commits) > 1:
+            listing = ", ".join(f"{commit[:10]} ({n} job{'s' if n != 1 else ''})"
+                                for commit, n in sorted(commits.items(), key=lambda i: (-i[1], i[0])))
+            flags.append(f"{_where(panel)}: results come from {len(commits)} code versions (git commit {listing}); "
+                         "mixing them may invalidate the comparison.")
+    dirty = sum(job.git_dirty for cell in cells for job in cell.complete)
+    if dirty:
+        flags.append(f"{dirty} finished job{'s' if dirty != 1 else ''} ran from a working tree with uncommitted "
+                     "changes (git_dirty); their code is not exactly their commit.")
+    return flags
+
+
+def check(cells: list[Cell], grouping: Grouping, ignore: Iterable[str] = ()) -> list[str]:
+    ignored = _Ignore(grouping, list(ignore))
+    return _within_cells(cells, ignored) + _between_variants(cells, ignored) + _code_versions(cells)

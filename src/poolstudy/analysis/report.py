@@ -1,0 +1,225 @@
+"""Everything the collector writes: Markdown (summary.md, index.md), CSV, LaTeX, results.json and figures.
+
+Every file is written atomically, and nothing in the output depends on when or where it was made, so
+collecting the same folders twice gives identical files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poolstudy.analysis import plots, tables
+from poolstudy.analysis.cells import TUNING, Cell, show_value
+from poolstudy.analysis.hpo import Study
+from poolstudy.analysis.records import COMPLETE, MISSING, STATE_NAMES, STATES, Job
+from poolstudy.analysis.stats import Spread
+from poolstudy.analysis.summary import CellSummary, Summary
+from poolstudy.utils.io import atomic_write_json, atomic_write_text
+
+SUMMARY_MD = "summary.md"
+INDEX_MD = "index.md"
+SUMMARY_CSV = "summary.csv"
+JOBS_CSV = "jobs.csv"
+SUMMARY_TEX = "summary.tex"
+RESULTS_JSON = "results.json"
+MAX_LISTED = 50  # unfinished jobs listed in Markdown; jobs.csv and results.json hold all
+
+
+@dataclass
+class Collection:
+    command: str
+    inputs: list[str]
+    jobs: list[Job]
+    cells: list[Cell]
+    summary: Summary
+    studies: list[Study]
+    flags: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def members(self) -> list[Job]:
+        return [job for job in self.jobs if job.hpo_role != "trial"]
+
+    @property
+    def trials(self) -> list[Job]:
+        return [job for job in self.jobs if job.hpo_role == "trial"]
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: NaN becomes null, tuples lists, missing keys null."""
+    if value is MISSING:
+        return None
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _spread(s: Spread | None) -> dict | None:
+    if s is None:
+        return None
+    return {"n": s.n, "mean": s.mean, "std": s.std, "ci95": [s.ci_low, s.ci_high]}
+
+
+def _cell_record(row: CellSummary, metric: str) -> dict:
+    c = row.comparison
+    return {
+        "panel": row.cell.panel, "keys": row.cell.values, "variant": row.label,
+        "n_finished": row.metric.n, "n_expected": len(row.cell.jobs),
+        "counts": {state: row.cell.count(state) for state in STATES},
+        metric: _spread(row.metric), "val_acc": _spread(row.val_acc),
+        "seeds": row.seeds, "values": row.values, "jobs": row.jobs,
+        "not_finished": [{"path": j.path, "status": j.status, "error": j.error}
+                         for j in row.cell.jobs if j.status != COMPLETE],
+        **row.costs,
+        "shift_consistency": _spread(row.shift_consistency),
+        "acc_vs_shift": {f"{shift:g}": _spread(s) for shift, s in row.acc_vs_shift.items()} or None,
+        "is_baseline": row.is_baseline, "baseline": row.baseline, "best": row.best,
+        "comparison": None if c is None else {
+            "diff": c.diff, "hedges_g": c.hedges_g, "p_welch": c.p_welch, "p_welch_holm": row.p_welch_holm,
+            "p_mwu": c.p_mwu, "p_mwu_holm": row.p_mwu_holm, "significant": row.significant},
+        "verdict": row.verdict,
+    }
+
+
+def _study_record(study: Study) -> dict:
+    numbers, best = study.best_so_far()
+    budgets, means, stds = study.expected_max()
+    return {
+        "name": study.name, "source": study.source, "panel": study.panel, "variant": study.label,
+        "counts": study.counts, "best_value": study.best_value, "best_params": study.best_params,
+        "sampler": study.sampler, "sampler_seed": study.sampler_seed,
+        "trials": [{"number": t.number, "state": t.state, "value": t.value} for t in study.trials],
+        "best_so_far": {"trial": numbers, "best": best},
+        "expected_max": {"budget": budgets, "mean": means, "std": stds},
+    }
+
+
+def _job_record(job: Job) -> dict:
+    return {"path": job.path, "status": job.status, "error": job.error, "hpo_role": job.hpo_role,
+            "study": job.study, "trial": job.trial, "seed": job.config_value("seed"),
+            "git_commit": job.git_commit}
+
+
+def results_json(col: Collection, files: list[str]) -> dict:
+    summary = col.summary
+    return _clean({
+        "command": col.command, "inputs": col.inputs, "metric": summary.metric, "baseline": summary.baseline,
+        "alpha": summary.alpha,
+        "grouping": {"row_keys": list(summary.grouping.row_keys), "panel_key": summary.grouping.panel_key},
+        "tests": "Welch's t-test and Mann-Whitney U (two-sided) against the baseline on the same dataset; "
+                 "Holm-adjusted across the table; effect size Hedges' g; 95% Student-t intervals.",
+        "counts": _counts(col.members), "trial_counts": _counts(col.trials),
+        "cells": [_cell_record(row, summary.metric) for row in summary.rows],
+        "tuning": [{"panel": g.tuned.cell.panel, "variant": g.untuned.label, "untuned": _spread(g.untuned.metric),
+                    "tuned": _spread(g.tuned.metric),
+                    "diff": g.comparison.diff if g.comparison else None,
+                    "p_welch": g.comparison.p_welch if g.comparison else None, "p_welch_holm": g.p_welch_holm}
+                   for g in summary.tuning_gains],
+        "studies": [_study_record(s) for s in col.studies],
+        "flags": col.flags, "notes": summary.notes, "warnings": col.warnings,
+        "jobs": [_job_record(job) for job in col.jobs],
+        "files": files,
+    })
+
+
+def _counts(jobs: list[Job]) -> dict[str, int]:
+    counts = Counter(job.status for job in jobs)
+    return {state: counts.get(state, 0) for state in STATES}
+
+
+def _count_line(jobs: list[Job]) -> str:
+    counts = _counts(jobs)
+    return ", ".join(f"{counts[state]} {STATE_NAMES.get(state, state)}" for state in STATES)
+
+
+def summary_markdown(col: Collection) -> str:
+    summary = col.summary
+    grouping = summary.grouping
+    title = tables.metric_title(summary.metric)
+    variant_keys = ", ".join(f"`{k}`" for k in grouping.row_keys if k != TUNING) or "none"
+    parts = [
+        f"# Results: {title}",
+        f"{len(col.members)} jobs in {len(col.cells)} cells from {', '.join(f'`{p}`' for p in col.inputs) or 'none'}: "
+        f"{_count_line(col.members)}." + (f" Also {len(col.trials)} HPO trials ({_count_line(col.trials)})."
+                                          if col.trials else ""),
+        f"Variants by {variant_keys}" + (" and tuning" if TUNING in grouping.row_keys else "") +
+        (f"; datasets by `{grouping.panel_key}`" if grouping.panel_key else "") +
+        f". Baseline `{summary.baseline}`; Welch's t-test (Mann–Whitney U alongside), both two-sided, "
+        f"Holm-adjusted across the table, α = {summary.alpha:g}; effect size Hedges' g; 95% Student-t intervals.",
+    ]
+    if col.flags:
+        parts.append(f"**{len(col.flags)} flag(s): check the Flags section before comparing.**")
+    parts += ["## Overview", tables.overview_markdown(summary),
+              f"{title.capitalize()} in %, mean ± std over seeds (finished/expected jobs). Best per dataset in "
+              f"**bold**; {tables.SIGNIFICANT_MARK}: differs from the baseline (Holm-adjusted Welch p < "
+              f"{summary.alpha:g}); n.s.: the difference is not significant."]
+    for panel in summary.panels:
+        parts += [f"## {tables.panel_name(panel)}", tables.panel_markdown(summary, panel)]
+        shift = tables.shift_markdown(summary, panel)
+        if shift:
+            parts += [f"### Accuracy vs shift on {tables.panel_name(panel)} (%, mean ± std)", shift]
+    tuning = tables.tuning_markdown(summary)
+    if tuning:
+        parts += ["## Tuned vs untuned", tuning]
+    studies = tables.studies_markdown(col.studies)
+    if studies:
+        parts += ["## HPO studies", studies]
+    unfinished = [job for job in col.members if job.status != COMPLETE]
+    if unfinished:
+        body = [[job.path, STATE_NAMES.get(job.status, job.status), _first_line(job.error)]
+                for job in unfinished[:MAX_LISTED]]
+        parts += ["## Not finished", tables.markdown_table(["job", "status", "error"], body)]
+        if len(unfinished) > MAX_LISTED:
+            parts.append(f"… and {len(unfinished) - MAX_LISTED} more (all in {JOBS_CSV}).")
+    for heading, items in (("Flags", col.flags), ("Notes", summary.notes), ("Warnings", col.warnings)):
+        if items:
+            parts += [f"## {heading}", "\n".join(f"- {item}" for item in items)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _first_line(text: str | None, limit: int = 160) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def index_markdown(col: Collection, summary_md: str, figures: list[tuple[str, str]]) -> str:
+    parts = ["# poolstudy report", f"Made by `{col.command}`.", summary_md.split("\n", 1)[1].strip()]
+    if figures:
+        parts.append("## Figures")
+        parts += [f"![{caption}]({name})\n\n*{caption}*" for name, caption in figures]
+    parts += ["## Files", f"`{SUMMARY_CSV}` (one row per cell, full precision), `{JOBS_CSV}` (one row per job), "
+                          f"`{SUMMARY_TEX}` (booktabs tables), `{RESULTS_JSON}` (everything above, machine-readable)."]
+    return "\n\n".join(parts) + "\n"
+
+
+def job_labels(cells: list[Cell]) -> dict[str, tuple[str, str]]:
+    return {job.path: (show_value(cell.panel) if cell.panel is not None else "", cell.label)
+            for cell in cells for job in cell.jobs}
+
+
+def write_outputs(col: Collection, out: Path, with_plots: bool = True) -> tuple[str, list[str]]:
+    """Writes every output into ``out``; returns the summary Markdown and the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary_md = summary_markdown(col)
+    figures = plots.write_figures(col.summary, col.studies, out) if with_plots else []
+    for stale in set(plots.FIGURE_NAMES) - {name for name, _ in figures}:
+        (out / stale).unlink(missing_ok=True)  # a figure of an earlier collection that has no data now
+
+    atomic_write_text(out / SUMMARY_MD, summary_md)
+    atomic_write_text(out / INDEX_MD, index_markdown(col, summary_md, figures))
+    atomic_write_text(out / SUMMARY_CSV, tables.summary_frame(col.summary).to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out / JOBS_CSV, tables.jobs_frame(col.jobs, job_labels(col.cells)).to_csv(
+        index=False, lineterminator="\n"))
+    atomic_write_text(out / SUMMARY_TEX, "% Needs \\usepackage{booktabs}.\n" + tables.overview_latex(col.summary)
+                      + "\n" + tables.detail_latex(col.summary))
+    files = [SUMMARY_MD, INDEX_MD, SUMMARY_CSV, JOBS_CSV, SUMMARY_TEX, RESULTS_JSON, *[n for n, _ in figures]]
+    atomic_write_json(out / RESULTS_JSON, results_json(col, files))
+    return summary_md, files

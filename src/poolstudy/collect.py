@@ -1,0 +1,108 @@
+"""Collect job folders into tables, statistics, plots and a report.
+
+    python -m poolstudy.collect outputs/multirun/2026-01-01/12-00-00
+    python -m poolstudy.collect outputs --by model.downsample.type,dataset --baseline maxpool --out report/
+    poolstudy-collect sweeps_out --storage sqlite:///hpo.db --study maxpool_mnist strided_mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from poolstudy.analysis import consistency, hpo, records
+from poolstudy.analysis.cells import make_grouping
+from poolstudy.analysis.report import Collection, write_outputs
+from poolstudy.analysis.summary import DEFAULT_BASELINE, METRICS, summarise
+from poolstudy.errors import PoolStudyError
+
+DEFAULT_INPUT = "outputs"
+OUT_SUBDIR = "collected"
+
+
+def _keys(text: str | None) -> list[str] | None:
+    return None if text is None else [k.strip() for k in text.split(",") if k.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m poolstudy.collect",
+        description="Turn run, multirun and HPO-sweep folders into tables (Markdown, CSV, LaTeX), statistics "
+                    "against a baseline variant, PNG plots and an index.md report.")
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help=f"folders to search for job folders (default: {DEFAULT_INPUT}, unless --storage is given)")
+    parser.add_argument("--out", type=Path, help=f"output folder (default: <first PATH>/{OUT_SUBDIR})")
+    parser.add_argument("--by", help="comma-separated grouping keys: any dotted config key, 'tuning', or an alias "
+                                     "(dataset, arch, model, kernel, stride, padding). Default: model.arch, "
+                                     "model.downsample.{type,kernel_size,stride}, tuning (when HPO results "
+                                     "exist), dataset.name")
+    parser.add_argument("--panel", help="the grouping key whose values are the datasets/columns (default: dataset.name)")
+    parser.add_argument("--metric", choices=METRICS, default="test_acc", help="the accuracy compared (default: test_acc)")
+    parser.add_argument("--baseline", help=f"variant label or downsampling type to test against (default: {DEFAULT_BASELINE})")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
+    parser.add_argument("--ignore", help="comma-separated config keys (or key prefixes) the consistency check ignores")
+    parser.add_argument("--storage", help="Optuna storage URL to read HPO studies from (e.g. sqlite:///hpo.db)")
+    parser.add_argument("--study", nargs="+", metavar="NAME", help="studies to read from --storage (default: all)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--quiet", action="store_true", help="do not print the Markdown summary")
+    return parser
+
+
+def _check_out(out: Path) -> None:
+    """The output folder must not be a job folder: results go next to the runs, never over them."""
+    if (out / ".hydra").exists() or ".hydra" in out.parts:
+        raise PoolStudyError(f"--out {out}: is a job folder (it holds .hydra/); choose a folder of its own, "
+                             f"e.g. {out / OUT_SUBDIR}.")
+    if out.exists() and not out.is_dir():
+        raise PoolStudyError(f"--out {out}: exists and is not a folder.")
+
+
+def collect(args: argparse.Namespace, argv: list[str]) -> int:
+    if not 0 < args.alpha < 1:
+        raise PoolStudyError(f"--alpha {args.alpha}: must be between 0 and 1 (e.g. 0.05).")
+    if args.study and not args.storage:
+        raise PoolStudyError("--study needs --storage URL (the Optuna storage the studies are in).")
+    paths = args.paths or ([] if args.storage else [DEFAULT_INPUT])
+    out = args.out or (Path(paths[0]) / OUT_SUBDIR if paths else Path(OUT_SUBDIR))
+    _check_out(out)
+
+    warnings = records.Warnings()
+    jobs, study_folders = records.discover(paths, warnings, skip=out)
+    if not jobs and not study_folders and not args.storage:
+        raise PoolStudyError(f"no job folders (folders holding .hydra/config.yaml) under {', '.join(paths)}; "
+                             "give run, multirun or HPO sweep folders, or outputs/.")
+    for line in warnings:
+        print(f"warning: {line}".replace("\n", " "), file=sys.stderr)
+
+    grouping, cells = make_grouping(jobs, _keys(args.by), args.panel)
+    summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
+                        alpha=args.alpha, baseline_given=args.baseline is not None)
+    studies = hpo.studies_from_folders(jobs, study_folders, grouping, cells)
+    if args.storage:
+        studies = hpo.merge(studies, hpo.studies_from_storage(args.storage, args.study, grouping, cells))
+    flags = consistency.check(cells, grouping, _keys(args.ignore) or [])
+
+    command = shlex.join(["python -m poolstudy.collect", *argv]).replace("'python -m poolstudy.collect'",
+                                                                         "python -m poolstudy.collect")
+    collection = Collection(command, list(paths), jobs, cells, summary, studies, flags, list(warnings))
+    summary_md, files = write_outputs(collection, out, with_plots=not args.no_plots)
+    if not args.quiet:
+        print(summary_md, end="")
+    print(f"wrote {len(files)} files to {out} (open {out / 'index.md'})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return collect(args, argv)
+    except PoolStudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
