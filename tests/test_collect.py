@@ -498,6 +498,7 @@ def test_invariance_metrics_shown_when_present(tmp_path, capsys):
         for seed, curve in enumerate(per_seed):
             write_job(root / f"{operator}{seed}", operator, seed=seed, test_acc=curve[0],
                       metrics_extra={"shift_consistency": 0.9 - 0.1 * (operator == "strided") + seed / 100,
+                                     "prediction_distance_1px": 0.01 * (seed + 1),
                                      "acc_vs_shift": {str(s): a for s, a in enumerate(curve)}})
     write_job(root / "avgpool0", "avgpool", test_acc=0.985)  # a run without probes
     out = tmp_path / "out"
@@ -506,10 +507,11 @@ def test_invariance_metrics_shown_when_present(tmp_path, capsys):
     cells = cells_by(json.loads((out / "results.json").read_text()))
     strided = cells[("mnist", "strided")]
     assert strided["shift_consistency"]["mean"] == pytest.approx(0.805)
+    assert strided["prediction_distance_1px"]["std"] == pytest.approx(np.std([0.01, 0.02], ddof=1))
     for shift in range(3):
         assert strided["acc_vs_shift"][str(shift)]["mean"] == pytest.approx(np.mean([c[shift] for c in curves["strided"]]))
     assert cells[("mnist", "avgpool")]["acc_vs_shift"] is None
-    assert "shift consistency %" in stdout and "### Accuracy vs shift on mnist" in stdout
+    assert "shift consistency %" in stdout and "| 80.50 ± 0.71 |" in stdout and "0.0150 ± 0.0071" in stdout and "### Accuracy vs shift on mnist" in stdout
     assert "| shift 2 px |" in stdout.replace("shift 0 px | shift 1 px ", "")
     assert (out / "accuracy_vs_shift.png").stat().st_size > 5000
 
@@ -559,3 +561,8 @@ def test_real_small_multirun_end_to_end(run_train, tmp_path, capsys):
     for name in ("accuracy.png", "learning_curves.png", "accuracy_vs_compute.png", "index.md"):
         assert (out / name).stat().st_size > 1000
     assert not results["warnings"]
+    probed = [m for m in (json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")) if "shift_consistency" in m]
+    if probed:  # the invariance probes ran (their default): shown per cell
+        strided = [m["shift_consistency"] for m in probed if m["model"]["downsample"]["type"] == "strided"]
+        assert cells[("mnist", "strided")]["shift_consistency"]["mean"] == pytest.approx(np.mean(strided))
+        assert (out / "accuracy_vs_shift.png").is_file() and "shift consistency %" in stdout

@@ -1,3 +1,7 @@
-"""The results collector's parts: read job folders (records), group them (cells), compute statistics
-(stats, summary), check comparability (consistency), read HPO studies (hpo), and write tables, plots and
-the report (tables, plots, report). ``poolstudy.collect`` is the command that ties them together."""
+"""Analysis of trained models and of finished runs.
+
+- invariance: shift-invariance probes, run on each trained model (their numbers go into metrics.json).
+- The results collector's parts: read job folders (records), group them (cells), compute statistics
+  (stats, summary), check comparability (consistency), read HPO studies (hpo), and write tables, plots
+  and the report (tables, plots, report). ``poolstudy.collect`` is the command that ties them together.
+"""

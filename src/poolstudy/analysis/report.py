@@ -17,7 +17,7 @@ from poolstudy.analysis.cells import TUNING, Cell, show_value
 from poolstudy.analysis.hpo import Study
 from poolstudy.analysis.records import COMPLETE, MISSING, STATE_NAMES, STATES, Job
 from poolstudy.analysis.stats import Spread
-from poolstudy.analysis.summary import CellSummary, Summary
+from poolstudy.analysis.summary import INVARIANCE_KEYS, CellSummary, Summary
 from poolstudy.utils.io import atomic_write_json, atomic_write_text
 
 SUMMARY_MD = "summary.md"
@@ -79,7 +79,7 @@ def _cell_record(row: CellSummary, metric: str) -> dict:
         "not_finished": [{"path": j.path, "status": j.status, "error": j.error}
                          for j in row.cell.jobs if j.status != COMPLETE],
         **row.costs,
-        "shift_consistency": _spread(row.shift_consistency),
+        **{key: _spread(row.invariance.get(key)) for key in INVARIANCE_KEYS},
         "acc_vs_shift": {f"{shift:g}": _spread(s) for shift, s in row.acc_vs_shift.items()} or None,
         "is_baseline": row.is_baseline, "baseline": row.baseline, "best": row.best,
         "comparison": None if c is None else {

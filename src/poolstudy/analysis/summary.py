@@ -14,6 +14,8 @@ DEFAULT_BASELINE = "maxpool"
 METRICS = ("test_acc", "val_acc", "test_acc_raw", "val_acc_raw", "shift_consistency")
 # Cost columns: the mean over a cell's finished jobs.
 COST_KEYS = ("params", "macs", "train_time_s", "images_per_s")
+# Scalar shift-invariance probes (metrics.json of jobs run with the probes on), shown when present.
+INVARIANCE_KEYS = ("shift_consistency", "prediction_distance_1px")
 
 
 @dataclass
@@ -25,7 +27,7 @@ class CellSummary:
     metric: Spread
     val_acc: Spread
     costs: dict[str, float | None]
-    shift_consistency: Spread | None
+    invariance: dict[str, Spread]  # of the INVARIANCE_KEYS the cell's jobs have
     acc_vs_shift: dict[float, Spread]
     is_baseline: bool = False
     baseline: str | None = None  # label of the cell this one is compared with
@@ -110,8 +112,7 @@ def _acc_vs_shift(jobs: list[Job]) -> dict[float, Spread]:
 
 def summarise_cell(cell: Cell, metric: str) -> CellSummary:
     jobs = _finished(cell, metric)
-    shift = [job.number("shift_consistency") for job in jobs]
-    shift_values = [s for s in shift if s is not None]
+    probes = {key: [v for v in (job.number(key) for job in jobs) if v is not None] for key in INVARIANCE_KEYS}
     return CellSummary(
         cell=cell,
         values=[job.number(metric) for job in jobs],
@@ -120,7 +121,7 @@ def summarise_cell(cell: Cell, metric: str) -> CellSummary:
         metric=spread([job.number(metric) for job in jobs]),
         val_acc=spread([v for v in (job.number("val_acc") for job in jobs) if v is not None]),
         costs={key: _mean([job.number(key) for job in jobs]) for key in COST_KEYS},
-        shift_consistency=spread(shift_values) if shift_values else None,
+        invariance={key: spread(values) for key, values in probes.items() if values},
         acc_vs_shift=_acc_vs_shift(jobs),
     )
 

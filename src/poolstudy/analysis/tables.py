@@ -10,13 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from poolstudy.analysis.cells import Grouping, show_value
+from poolstudy.analysis.cells import show_value
 from poolstudy.analysis.hpo import Study
 from poolstudy.analysis.records import STATE_NAMES, STATES, Job
 from poolstudy.analysis.stats import Spread
-from poolstudy.analysis.summary import CellSummary, Summary
+from poolstudy.analysis.summary import INVARIANCE_KEYS, CellSummary, Summary
 
 DASH = "—"
+INVARIANCE_TITLES = {"shift_consistency": "shift consistency %", "prediction_distance_1px": "1-px prediction distance"}
 SIGNIFICANT_MARK = "†"
 
 
@@ -48,6 +49,14 @@ def number(x: float | None, digits: int = 0) -> str:
 
 def signed(x: float | None, digits: int = 2) -> str:
     return DASH if _missing(x) else f"{x:+.{digits}f}"
+
+
+def _probe(s: Spread | None, key: str) -> str:
+    if key == "shift_consistency":
+        return pct_pm(s)
+    if s is None or s.n == 0:
+        return DASH
+    return f"{s.mean:.4f}" if s.n == 1 else f"{s.mean:.4f} ± {s.std:.4f}"
 
 
 def panel_name(panel: Any) -> str:
@@ -100,9 +109,10 @@ def summary_frame(summary: Summary) -> pd.DataFrame:
                        f"{metric}_ci95_low": row.metric.ci_low, f"{metric}_ci95_high": row.metric.ci_high,
                        "val_acc_mean": row.val_acc.mean, "val_acc_std": row.val_acc.std})
         record.update(row.costs)
-        shift = row.shift_consistency
-        record["shift_consistency_mean"] = shift.mean if shift else None
-        record["shift_consistency_std"] = shift.std if shift else None
+        for key in INVARIANCE_KEYS:
+            probe = row.invariance.get(key)
+            record[f"{key}_mean"] = probe.mean if probe else None
+            record[f"{key}_std"] = probe.std if probe else None
         comparison = row.comparison
         record.update({
             "baseline": row.baseline, "is_baseline": row.is_baseline, "best": row.best,
@@ -130,7 +140,7 @@ def jobs_frame(jobs: list[Job], labels: dict[str, tuple[str, str]]) -> pd.DataFr
             "study": job.study, "trial": job.trial, "dataset": panel, "variant": variant,
             "seed": show_value(job.config_value("seed")),
             **{key: job.number(key) for key in ("test_acc", "val_acc", "test_acc_raw", "params", "macs",
-                                                 "train_time_s", "images_per_s", "shift_consistency")},
+                                                 "train_time_s", "images_per_s", *INVARIANCE_KEYS)},
             "git_commit": job.git_commit, "git_dirty": job.git_dirty if job.metrics else None,
         })
     return pd.DataFrame.from_records(records)
@@ -163,12 +173,11 @@ def overview_markdown(summary: Summary) -> str:
 
 def panel_markdown(summary: Summary, panel: Any) -> str:
     rows = summary.in_panel(panel)
-    with_shift = any(row.shift_consistency for row in rows)
+    probes = [key for key in INVARIANCE_KEYS if any(key in row.invariance for row in rows)]
     headers = ["variant", "n", f"{metric_title(summary.metric)} % (mean ± std)", "95% CI",
                f"Δ vs {summary.baseline} (pp)", "Hedges g", "p Welch (Holm)", "p MWU (Holm)", "verdict",
                "params", "MACs", "train time (s)", "images/s"]
-    if with_shift:
-        headers.append("shift consistency %")
+    headers += [INVARIANCE_TITLES[key] for key in probes]
     headers.append("not finished")
     body = []
     for row in rows:
@@ -183,8 +192,7 @@ def panel_markdown(summary: Summary, panel: Any) -> str:
                 row.verdict + (" (best)" if row.best else ""),
                 number(row.costs["params"]), number(row.costs["macs"]), number(row.costs["train_time_s"], 1),
                 number(row.costs["images_per_s"])]
-        if with_shift:
-            line.append(pct_pm(row.shift_consistency))
+        line += [_probe(row.invariance.get(key), key) for key in probes]
         line.append(not_finished(row) or DASH)
         body.append(line)
     return markdown_table(headers, body)
