@@ -149,7 +149,12 @@ def make_grouping(jobs: list[Job], by: list[str] | None, panel: str | None) -> t
     label_keys = varying or tuple(k for k in row_keys if k != TUNING)
     grouping = Grouping(row_keys, panel_key_used, label_keys)
 
-    order = sorted(grouped, key=lambda pr: (sort_key(pr[0]), [sort_key(v) for v in pr[1]]))
+    def order_key(panel_row: tuple) -> tuple:
+        panel_value, row = panel_row
+        # untuned before tuned: the tuned row reads as the refinement of the one above it
+        return sort_key(panel_value), [(v != "untuned",) if k == TUNING else sort_key(v) for k, v in zip(row_keys, row)]
+
+    order = sorted(grouped, key=order_key)
     cells = []
     for panel_value, row in order:
         values = dict(zip(row_keys, row))

@@ -46,9 +46,10 @@ class Study:
 
     @property
     def counts(self) -> dict[str, int]:
-        if self.summary_counts and not self.trials:
-            return self.summary_counts
-        return {state: sum(t.state == state for t in self.trials) for state in TRIAL_STATES}
+        """The sweeper's own counts where it wrote them: a trial folder without an outcome file may be a
+        trial Optuna recorded as failed."""
+        derived = {state: sum(t.state == state for t in self.trials) for state in TRIAL_STATES}
+        return {**derived, **self.summary_counts} if self.summary_counts else derived
 
     @property
     def values(self) -> list[float]:
@@ -194,7 +195,7 @@ def merge(on_disk: list[Study], from_storage: list[Study]) -> list[Study]:
     for study in from_storage:
         if study.name in by_name:
             kept = by_name[study.name]
-            kept.trials, kept.source = study.trials, study.source
+            kept.trials, kept.source, kept.summary_counts = study.trials, study.source, {}
             kept.best_params = kept.best_params or study.best_params
             kept.best_value = study.best_value if study.best_value is not None else kept.best_value
         else:
