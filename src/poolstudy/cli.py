@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -15,6 +16,15 @@ from poolstudy.training.run import train_and_evaluate
 from poolstudy.utils.io import atomic_write_json
 
 log = logging.getLogger("poolstudy")
+
+
+def _pruning_hook(cfg: DictConfig):
+    hpo = cfg.get("hpo")
+    if hpo and hpo.get("role") == "trial":
+        from poolstudy.hpo.reporting import TrialReporter
+
+        return TrialReporter(hpo)
+    return None
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -27,7 +37,11 @@ def run_job(cfg: DictConfig) -> float | None:
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        return train_and_evaluate(cfg, out_dir)["val_acc"]
+        return train_and_evaluate(cfg, out_dir, _pruning_hook(cfg))["val_acc"]
+    except optuna.TrialPruned as exc:
+        atomic_write_json(out_dir / "status.json", {"status": "pruned", "error": str(exc)})
+        log.info("job %s %s", hydra_cfg.job.num, exc)
+        return None
     except (PoolStudyError, TrainingDivergedError) as exc:
         status = "invalid" if isinstance(exc, PoolStudyError) else "failed"
         atomic_write_json(out_dir / "status.json", {"status": status, "error": str(exc)})

@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,20 @@ def build_model(cfg: DictConfig, data: DataSplits) -> torch.nn.Module:
     return instantiate(cfg.model, _convert_="all", **overrides)
 
 
-def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Run one job and write ``out_dir/metrics.json``; returns the metrics."""
+def _hpo_record(cfg: DictConfig) -> dict[str, Any] | None:
+    hpo = cfg.get("hpo")
+    if not hpo or not hpo.get("role"):
+        return None
+    return {"study_name": hpo.study_name, "role": hpo.role, "trial": hpo.trial}
+
+
+def train_and_evaluate(cfg: DictConfig, out_dir: Path,
+                       epoch_callback: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Run one job and write ``out_dir/metrics.json``; returns the metrics.
+
+    ``epoch_callback(epoch, val_acc)`` is called after each epoch's validation (the HPO
+    sweeper's pruning hook); it may raise to stop the job.
+    """
     check_config(cfg)
     done = finished_metrics(out_dir)
     if done is not None:
@@ -125,6 +138,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                         "val_acc": val_acc, "lr": lr, "epoch_time_s": stats.seconds})
         log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.2e  %.1fs",
                  epoch, epochs, stats.loss, 100 * stats.acc, val_loss, 100 * val_acc, lr, stats.seconds)
+        if epoch_callback is not None:
+            epoch_callback(epoch, val_acc)
     wall = time.perf_counter() - start
 
     metrics: dict[str, Any] = {"status": "complete"}
@@ -159,6 +174,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                       "weight_decay": cfg.optimizer.weight_decay, "batch_size": int(trainer.batch_size),
                       "scheduler": cfg.scheduler.name},
         "history": history,
+        "hpo": _hpo_record(cfg),
         "environment": environment_record(device),
     })
     metrics.update(invariance_metrics(cfg, model, data, initial_model=lambda: build_model(cfg, data)))

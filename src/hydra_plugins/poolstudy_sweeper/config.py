@@ -1,0 +1,72 @@
+"""Config schema of the fair Optuna sweeper (``hydra/sweeper=poolstudy_optuna``).
+
+Samplers come from hydra-optuna-sweeper's ``hydra/sweeper/sampler`` group (tpe, random,
+cmaes, grid, ...); pruners from ``hydra/sweeper/pruner`` registered here.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class TPESamplerConf:
+    """TPE without the arguments optuna >= 4.3 deprecates (hydra-optuna-sweeper 1.3 passes them all)."""
+
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: bool = False
+    constant_liar: bool = False   # for several workers sharing one study
+
+
+@dataclass
+class MedianPrunerConf:
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 3   # no pruning until this many trials finished
+    n_warmup_steps: int = 1     # epochs before a trial may be pruned
+    interval_steps: int = 1
+
+
+@dataclass
+class HyperbandPrunerConf:
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1       # epochs
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+
+
+@dataclass
+class NopPrunerConf:
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class FairOptunaSweeperConf:
+    _target_: str = "hydra_plugins.poolstudy_sweeper.sweeper.FairOptunaSweeper"
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    direction: str = "maximize"
+    # Optuna storage: sqlite:///file.db, postgresql://user:pw@host/db, or journal:file.log
+    storage: str = "sqlite:///${hydra.sweep.dir}/optuna.db"
+    # Studies are named <prefix><arch>-<downsample type>-<dataset>[-<other grid key><value>...]
+    study_prefix: str = ""
+    n_trials: int = 20            # budget per study (COMPLETE + PRUNED + FAIL)
+    n_jobs: int = 1               # trials launched at once (for parallel launchers)
+    max_failure_fraction: float = 0.5   # a study whose failed trials exceed this share of n_trials stops
+    final_seeds: int = 5          # best parameters retrained with seeds 0..final_seeds-1, tested once
+    extend: bool = False          # allow raising n_trials of existing studies
+    params: Optional[Dict[str, str]] = None
+
+
+cs = ConfigStore.instance()
+cs.store(group="hydra/sweeper", name="poolstudy_optuna", node=FairOptunaSweeperConf, provider="poolstudy")
+# replaces hydra-optuna-sweeper's "tpe" entry (this plugin is scanned after it)
+cs.store(group="hydra/sweeper/sampler", name="tpe", node=TPESamplerConf, provider="poolstudy")
+cs.store(group="hydra/sweeper/pruner", name="median", node=MedianPrunerConf, provider="poolstudy")
+cs.store(group="hydra/sweeper/pruner", name="hyperband", node=HyperbandPrunerConf, provider="poolstudy")
+cs.store(group="hydra/sweeper/pruner", name="none", node=NopPrunerConf, provider="poolstudy")

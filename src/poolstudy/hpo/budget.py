@@ -1,0 +1,91 @@
+"""Which trials of a study count toward its budget.
+
+COMPLETE, PRUNED and FAIL trials count. A trial left RUNNING by a process that no longer
+exists (a killed sweep) is marked FAIL with ``interrupted`` set and does not count: it is
+redone. Trials are ranked by number, so several workers sharing one study agree on which
+trials are inside the budget; one asked beyond it is marked FAIL with ``over_budget``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+log = logging.getLogger(__name__)
+
+WORKER_ATTR = "poolstudy_worker"
+DISCARDED_ATTRS = ("interrupted", "over_budget")
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive_here(worker: str | None) -> bool | None:
+    """True/False for a worker on this host, None when it ran elsewhere (can't tell)."""
+    if not worker or ":" not in worker:
+        return None
+    host, pid = worker.rsplit(":", 1)
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def discarded(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.FAIL and any(trial.user_attrs.get(a) for a in DISCARDED_ATTRS)
+
+
+def reclaim_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
+    """Mark RUNNING trials whose worker process is gone as failed+interrupted; returns how many."""
+    n = 0
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _alive_here(trial.user_attrs.get(WORKER_ATTR)) is False:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            storage.set_trial_user_attr(trial_id, "interrupted", True)
+            study.tell(trial.number, state=TrialState.FAIL)
+            log.warning("Trial %d of %s was left running by a killed process; it will be redone.",
+                        trial.number, study.study_name)
+            n += 1
+    return n
+
+
+@dataclass
+class Budget:
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    n_trials: int
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.n_trials - self.finished - self.running)
+
+
+def budget(study: optuna.Study, n_trials: int) -> Budget:
+    trials = [t for t in study.get_trials(deepcopy=False) if not discarded(t)]
+    count = lambda state: sum(t.state == state for t in trials)  # noqa: E731
+    return Budget(count(TrialState.COMPLETE), count(TrialState.PRUNED), count(TrialState.FAIL),
+                  count(TrialState.RUNNING) + count(TrialState.WAITING), n_trials)
+
+
+def within_budget(study: optuna.Study, trial_number: int, n_trials: int) -> bool:
+    """Whether ``trial_number`` is among the first ``n_trials`` counted trials of the study."""
+    counted = sorted(t.number for t in study.get_trials(deepcopy=False) if not discarded(t))
+    return trial_number in counted[:n_trials]

@@ -1,0 +1,91 @@
+"""Search spaces and grids from Hydra override syntax.
+
+``hydra.sweeper.params`` keeps the syntax users know from hydra-optuna-sweeper
+(``interval``, ``tag(log, interval(...))``, ``choice``, ``range``) and becomes the inner
+search space, expressed with current Optuna distributions. Comma lists on the command line
+(``model=maxpool,strided``) form the outer grid: one study per cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, Transformer
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from poolstudy.errors import PoolStudyError
+
+
+def distribution_from_override(override: Override) -> BaseDistribution:
+    """The Optuna distribution for one sweep override (same semantics as hydra-optuna-sweeper)."""
+    key = override.get_key_element()
+    if override.is_choice_sweep() or (override.is_range_sweep() and override.value().shuffle):
+        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+    if override.is_range_sweep():
+        rng = override.value()
+        if any(isinstance(v, float) for v in (rng.start, rng.stop, rng.step)):
+            # hydra's range excludes stop; Optuna's high is inclusive
+            return FloatDistribution(rng.start, rng.stop - rng.step, step=rng.step)
+        return IntDistribution(int(rng.start), int(rng.stop) - int(rng.step), step=int(rng.step))
+    if override.is_interval_sweep():
+        iv = override.value()
+        log = "log" in iv.tags
+        if isinstance(iv.start, int) and isinstance(iv.end, int):
+            return IntDistribution(iv.start, iv.end, log=log)
+        return FloatDistribution(float(iv.start), float(iv.end), log=log)
+    raise PoolStudyError(
+        f"hydra.sweeper.params.{key} = {override.input_line!r} is not a search dimension; "
+        f"use choice(...), range(...), interval(a, b) or tag(log, interval(a, b))."
+    )
+
+
+def search_space(params: Mapping[str, Any] | None) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """(distributions, fixed overrides) from ``hydra.sweeper.params``."""
+    parser = OverridesParser.create()
+    space: dict[str, BaseDistribution] = {}
+    fixed: list[str] = []
+    for key, value in (params or {}).items():
+        line = f"{key}={value}"
+        try:
+            (override,) = parser.parse_overrides([line])
+        except Exception as exc:  # hydra's grammar errors
+            raise PoolStudyError(f"hydra.sweeper.params.{key} cannot be parsed ({exc}).") from None
+        if override.is_sweep_override():
+            space[key] = distribution_from_override(override)
+        else:
+            fixed.append(line)
+    return space, fixed
+
+
+def grid_cells(arguments: list[str]) -> tuple[list[list[str]], set[str]]:
+    """Every combination of the command line's sweep overrides, as lists of plain overrides,
+    and the set of keys that were swept."""
+    parser = OverridesParser.create()
+    axes: list[list[str]] = []
+    swept: set[str] = set()
+    for override in parser.parse_overrides(arguments):
+        key = override.get_key_element()
+        if override.is_interval_sweep():
+            raise PoolStudyError(
+                f"'{override.input_line}': an interval on the command line cannot form a grid; put search "
+                f"dimensions under hydra.sweeper.params (e.g. hydra.sweeper.params.{key}='interval(a,b)')."
+            )
+        if override.is_sweep_override():
+            values = override.sweep_string_iterator()
+            axes.append([f"{key}={v}" for v in values])
+            swept.add(key)
+        else:
+            axes.append([override.input_line])
+    return [list(cell) for cell in itertools.product(*axes)], swept
+
+
+def describe_space(space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
+    """A JSON-able, comparable description of a search space."""
+    import json
+
+    from optuna.distributions import distribution_to_json
+
+    return {name: json.loads(distribution_to_json(dist)) for name, dist in sorted(space.items())}
