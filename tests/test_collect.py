@@ -331,12 +331,19 @@ def test_mixed_commits_and_settings_are_flagged(tmp_path, capsys):
         write_job(root / f"s{seed}", "strided", seed=seed, test_acc=0.97 + seed / 1000,
                   config={"trainer.epochs": 5 if seed == 2 else 3},
                   commit="b" * 40 if seed == 2 else "a" * 40)
+    for seed in range(2):  # another architecture defines its own model.* keys: not a confound
+        write_job(root / f"allcnn{seed}", "maxpool", seed=seed, test_acc=0.99,
+                  config={"model.arch": "allcnn_c", "model.width": 1.0, "model.dropout": 0.5, "optimizer.lr": 0.01})
     code, stdout, _ = collect(root, "--out", tmp_path / "out", "--no-plots", capsys=capsys)
     assert code == 0
     flags = json.loads((tmp_path / "out" / "results.json").read_text())["flags"]
+    assert not any("model.width" in f or "model.dropout" in f for f in flags)
+    cells = {c["variant"]: c for c in json.loads((tmp_path / "out" / "results.json").read_text())["cells"]}
+    # the baseline is the same architecture's maxpool
+    assert cells["lenet strided k5"]["baseline"] == "lenet maxpool k2" and cells["allcnn_c maxpool k2"]["is_baseline"]
     assert any("strided" in f and "trainer.epochs" in f and "3 (2 jobs)" in f and "5 (1 job)" in f for f in flags)
     assert any("optimizer.lr" in f and "variants" in f for f in flags)
-    assert any("2 code versions" in f and "aaaaaaaaaa (5 jobs)" in f for f in flags)
+    assert any("2 code versions" in f and "aaaaaaaaaa (7 jobs)" in f for f in flags)
     assert not any("seed" in f.split(":")[1] or "data_dir" in f for f in flags)
     assert "## Flags" in stdout
     # a key the user declares irrelevant is not flagged

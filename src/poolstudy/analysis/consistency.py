@@ -15,6 +15,7 @@ PER_JOB_KEYS = frozenset({"seed", "data_dir", "cache_dir", "trainer.progress"})
 PER_JOB_PREFIXES = ("hydra.", "hpo.")
 # Between variants, the downsampling operator's own settings are what is being compared.
 VARIANT_PREFIX = "model.downsample."
+ARCH_KEY, ARCH_PREFIX = "model.arch", "model."
 
 
 def _where(panel: Any) -> str:
@@ -53,7 +54,8 @@ def _within_cells(cells: list[Cell], ignored: _Ignore) -> list[str]:
 
 def _between_variants(cells: list[Cell], ignored: _Ignore) -> list[str]:
     """Untuned variants on one dataset should share every setting but the operator (tuned ones differ
-    in their tuned hyper-parameters by design)."""
+    in their tuned hyper-parameters by design). Architectures define their own ``model.*`` keys, so
+    those are compared only between variants of one architecture."""
     flags = []
     for panel in dict.fromkeys(cell.panel for cell in cells):
         peers = [cell for cell in cells if cell.panel == panel and not cell.tuned and any(j.config for j in cell.jobs)]
@@ -61,17 +63,34 @@ def _between_variants(cells: list[Cell], ignored: _Ignore) -> list[str]:
         for key in _keys(jobs, ignored):
             if key.startswith(VARIANT_PREFIX):
                 continue
-            per_cell: dict[Any, list[str]] = {}
+            families: dict[Any, list[Cell]] = {}
             for cell in peers:
-                values = {job.config.get(key, MISSING) for job in cell.jobs if job.config}
-                if len(values) == 1:  # cells that disagree internally are flagged already
-                    per_cell.setdefault(values.pop(), []).append(cell.label)
-            if len(per_cell) > 1:
-                listing = "; ".join(f"{show_value(v)}: {', '.join(labels)}"
-                                    for v, labels in sorted(per_cell.items(), key=lambda i: show_value(i[0])))
-                flags.append(f"{_where(panel)}: variants were run with different {key} ({listing}); "
-                             "their comparison is confounded by it.")
+                arch = _uniform(cell, ARCH_KEY) if key.startswith(ARCH_PREFIX) else None
+                families.setdefault(arch, []).append(cell)
+            for family in families.values():
+                flag = _disagreement(family, key)
+                if flag:
+                    flags.append(f"{_where(panel)}: variants were run with different {key} ({flag}); "
+                                 "their comparison is confounded by it.")
     return flags
+
+
+def _uniform(cell: Cell, key: str) -> Any:
+    """The key's value shared by all of a cell's jobs; MISSING when they disagree or lack it."""
+    values = {job.config.get(key, MISSING) for job in cell.jobs if job.config}
+    return values.pop() if len(values) == 1 else MISSING
+
+
+def _disagreement(cells: list[Cell], key: str) -> str | None:
+    per_value: dict[Any, list[str]] = {}
+    for cell in cells:
+        values = {job.config.get(key, MISSING) for job in cell.jobs if job.config}
+        if len(values) == 1:  # cells that disagree internally are flagged already
+            per_value.setdefault(values.pop(), []).append(cell.label)
+    if len(per_value) < 2:
+        return None
+    return "; ".join(f"{show_value(v)}: {', '.join(labels)}"
+                     for v, labels in sorted(per_value.items(), key=lambda i: show_value(i[0])))
 
 
 def _code_versions(cells: list[Cell]) -> list[str]:

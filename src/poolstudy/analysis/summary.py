@@ -11,6 +11,7 @@ from poolstudy.analysis.stats import Comparison, Spread, compare, holm, spread
 from poolstudy.errors import PoolStudyError
 
 DEFAULT_BASELINE = "maxpool"
+OPERATOR_PREFIX = "model.downsample."  # the keys that define the operator a baseline is chosen by
 METRICS = ("test_acc", "val_acc", "test_acc_raw", "val_acc_raw", "shift_consistency")
 # Cost columns: the mean over a cell's finished jobs.
 COST_KEYS = ("params", "macs", "train_time_s", "images_per_s")
@@ -131,12 +132,15 @@ def _matches(row: CellSummary, spec: str) -> bool:
 
 
 def _baseline_for(row: CellSummary, panel_rows: list[CellSummary], spec: str) -> CellSummary | None:
+    """The baseline row this row is tested against: where the spec matches several (per architecture,
+    tuned and untuned), the one that shares the row's other keys (its architecture, its tuning)."""
     candidates = [other for other in panel_rows if _matches(other, spec)]
-    if len(candidates) > 1:  # a tuned variant is compared with the tuned baseline
-        candidates = [o for o in candidates if o.cell.values.get(TUNING) == row.cell.values.get(TUNING)]
+    if len(candidates) > 1:
+        context = {k: v for k, v in row.cell.values.items() if not k.startswith(OPERATOR_PREFIX)}
+        candidates = [c for c in candidates if all(c.cell.values.get(k) == v for k, v in context.items())]
     if len(candidates) > 1:
         raise PoolStudyError(
-            f"--baseline {spec!r} matches several variants on {row.cell.panel}: "
+            f"the baseline {spec!r} (--baseline) matches several variants on {row.cell.panel}: "
             f"{', '.join(repr(c.label) for c in candidates)}; give one of these labels exactly.")
     return candidates[0] if candidates else None
 
