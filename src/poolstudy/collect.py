@@ -70,11 +70,11 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
 
     warnings = records.Warnings()
     jobs, study_folders = records.discover(paths, warnings, skip=out)
+    for line in warnings:
+        print(f"warning: {line}".replace("\n", " "), file=sys.stderr)
     if not jobs and not study_folders and not args.storage:
         raise PoolStudyError(f"no job folders (folders holding .hydra/config.yaml) under {', '.join(paths)}; "
                              "give run, multirun or HPO sweep folders, or outputs/.")
-    for line in warnings:
-        print(f"warning: {line}".replace("\n", " "), file=sys.stderr)
 
     grouping, cells = make_grouping(jobs, _keys(args.by), args.panel)
     summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
