@@ -1,6 +1,7 @@
 import itertools
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -29,8 +30,10 @@ def test_every_model_dataset_combination_composes_and_builds(arch, model, datase
     channels = cfg.dataset.channels or 3
     net = instantiate(cfg.model, _convert_="all", in_channels=channels, num_classes=cfg.dataset.num_classes or 10)
     assert cfg.model.downsample.type == model
-    assert net.fc.out_features == (cfg.dataset.num_classes or 10)
-    assert net.conv1[0].in_channels == channels
+    first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == channels
+    size = cfg.dataset.image_size or 32
+    assert net.eval()(torch.zeros(1, channels, size, size)).shape == (1, cfg.dataset.num_classes or 10)
 
 
 @pytest.mark.parametrize("optimizer,scheduler", list(itertools.product(options("optimizer"), options("scheduler"))))

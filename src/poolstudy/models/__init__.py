@@ -7,10 +7,11 @@ from typing import Any
 from torch import nn
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.models.allcnn import AllCNNC
 from poolstudy.models.downsample import DOWNSAMPLERS, Downsample, create_downsample, register_downsample
 from poolstudy.models.lenet import LeNet
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet": LeNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet": LeNet, "allcnn_c": AllCNNC}
 
 
 def create_model(arch: str, **kwargs: Any) -> nn.Module:
@@ -28,6 +29,7 @@ def create_model(arch: str, **kwargs: Any) -> nn.Module:
 
 __all__ = [
     "ARCHITECTURES",
+    "AllCNNC",
     "DOWNSAMPLERS",
     "Downsample",
     "LeNet",

@@ -8,12 +8,14 @@ layer), or both. Adding an operator is one ``@register_downsample`` class.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from torch import nn
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.models.layers import BinomialBlur, FractionalMaxPool
 
 DOWNSAMPLERS: dict[str, type[Downsample]] = {}
 
@@ -102,6 +104,148 @@ class Strided(Downsample):
     def conv_geometry(self, kernel_size: int, padding: int) -> tuple[int, int, int]:
         pad = self.kernel_size // 2 if self.padding is None else self.padding
         return self.kernel_size, self.stride, pad
+
+
+def _zero_pad(padding: int) -> list[nn.Module]:
+    """Explicit padding for layers that take no padding argument. Downsampling always follows a
+    ReLU, so zeros never exceed a real input: like max-pool's padding, they never win a window."""
+    return [nn.ZeroPad2d(padding)] if padding else []
+
+
+@register_downsample
+class LPPool(Downsample):
+    """Power-average pooling, LPPool2d (Sermanet et al. 2012): (sum of x^p over the window)^(1/p).
+    ``p`` = 1 is sum pooling and a large ``p`` approaches max-pooling."""
+
+    name = "lppool"
+    options = ("p",)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        p = self.extra.get("p", 2)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p <= 0:
+            raise PoolStudyError(
+                f"model.downsample.p = {p!r} is not valid for type 'lppool': it must be a number > 0 "
+                f"(1: sum pooling, 2: the default, large values approach max-pooling)."
+            )
+        self.p = float(p)
+
+    def layers(self, channels: int) -> list[nn.Module]:
+        return [*_zero_pad(self.pool_padding()), nn.LPPool2d(self.p, self.kernel_size, self.stride)]
+
+    def describe(self) -> str:
+        return f"{self.name}(k={self.kernel_size}, s={self.stride}, p={self.p:g})"
+
+
+@register_downsample
+class FracMaxPool(Downsample):
+    """Fractional max-pooling (Graham 2014, torch's fractional_max_pool2d) with output ratio
+    1/stride: the output is floor(input / stride), over pseudo-random regions while training.
+
+    ``stride`` may be fractional here (1.414 is Graham's 1/sqrt(2) ratio). With an integer stride
+    and kernel_size 2 every region step is exactly the stride, i.e. plain max-pooling; hence
+    conf/model/fracmaxpool.yaml uses kernel_size 3.
+    """
+
+    name = "fracmaxpool"
+
+    def __init__(self, kernel_size: int = 3, stride: float = 2, padding: int | None = None, **options: Any):
+        if isinstance(stride, bool) or not isinstance(stride, (int, float)) or not math.isfinite(stride) or stride <= 1:
+            raise PoolStudyError(
+                f"model.downsample.stride = {stride!r} is not valid for type 'fracmaxpool': its output ratio is "
+                f"1/stride and must be below 1, so stride must be a number > 1 (e.g. 2, or 1.414 for a 1/sqrt(2) ratio)."
+            )
+        super().__init__(kernel_size, 2, padding, **options)
+        self.stride = stride
+
+    def layers(self, channels: int) -> list[nn.Module]:
+        return [*_zero_pad(self.pool_padding()), FractionalMaxPool(self.kernel_size, self.stride)]
+
+
+@register_downsample
+class ExtraConv(Downsample):
+    """All-CNN (Springenberg et al. 2015): the pool is replaced by a learned convolution with the
+    pool's kernel, stride and padding (channels -> channels, then ReLU). It adds
+    kernel_size^2 * C^2 + C parameters at each downsampling point."""
+
+    name = "conv"
+
+    def layers(self, channels: int) -> list[nn.Module]:
+        padding = 0 if self.padding is None else self.padding
+        return [nn.Conv2d(channels, channels, self.kernel_size, self.stride, padding), nn.ReLU()]
+
+
+@register_downsample
+class ConvPool(Downsample):
+    """ConvPool-CNN (Springenberg et al. 2015), the parameter-matched control for ``conv``: the
+    same extra convolution but with stride 1 ('same' padding), then the max-pool."""
+
+    name = "convpool"
+
+    def layers(self, channels: int) -> list[nn.Module]:
+        k = self.kernel_size
+        # 'same' padding spelled out: Conv2d(padding="same") warns on every even kernel.
+        same = [nn.ZeroPad2d(((k - 1) // 2, k // 2) * 2)] if k % 2 == 0 else []
+        return [*same, nn.Conv2d(channels, channels, k, 1, padding=k // 2 if k % 2 else 0), nn.ReLU(),
+                nn.MaxPool2d(k, self.stride, self.pool_padding())]
+
+
+class _Blurred(Downsample):
+    """Anti-aliased downsampling (Zhang 2019): a fixed binomial blur does the subsampling."""
+
+    options = ("filter_size",)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.filter_size = _positive_int("filter_size", self.extra.get("filter_size", 4))
+
+    def describe(self) -> str:
+        return f"{self.name}(k={self.kernel_size}, s={self.stride}, filter={self.filter_size})"
+
+
+@register_downsample
+class BlurPool(_Blurred):
+    """MaxBlurPool: max-pool with stride 1, then the blur with the stride (Zhang 2019)."""
+
+    name = "blurpool"
+
+    def layers(self, channels: int) -> list[nn.Module]:
+        return [nn.MaxPool2d(self.kernel_size, 1, self.pool_padding()),
+                BinomialBlur(channels, self.filter_size, self.stride)]
+
+
+@register_downsample
+class BlurStrided(_Blurred):
+    """The anti-aliased ``strided``: the stage's convolution keeps stride 1 (kernel_size and
+    padding as for ``strided``), and the blur after its ReLU subsamples (Zhang 2019's ConvBlurPool)."""
+
+    name = "blurstrided"
+
+    def conv_geometry(self, kernel_size: int, padding: int) -> tuple[int, int, int]:
+        pad = self.kernel_size // 2 if self.padding is None else self.padding
+        return self.kernel_size, 1, pad
+
+    def layers(self, channels: int) -> list[nn.Module]:
+        return [BinomialBlur(channels, self.filter_size, self.stride)]
+
+
+@register_downsample
+class NoDownsampling(Downsample):
+    """No downsampling anywhere: every map keeps its input size. Shows what downsampling buys."""
+
+    name = "none"
+
+    def __init__(self, kernel_size: int = 1, stride: int = 1, padding: int | None = None, **options: Any):
+        super().__init__(kernel_size, stride, padding, **options)
+        for key in ("kernel_size", "stride"):
+            if getattr(self, key) != 1:
+                raise PoolStudyError(
+                    f"model.downsample.{key} = {getattr(self, key)} is not valid for type 'none', which "
+                    f"never downsamples: it must be 1 (as conf/model/none.yaml sets)."
+                )
+
+    def describe(self) -> str:
+        return self.name
 
 
 def create_downsample(cfg: Mapping[str, Any] | Downsample) -> Downsample:

@@ -1,0 +1,95 @@
+"""Parameters and MACs of every downsampling operator in every architecture, as a Markdown table.
+
+    python -m poolstudy.models.table              # from the repository root (reads conf/)
+    python -m poolstudy.models.table --conf-dir /path/to/conf
+
+Each operator gets the window its conf/model/<name>.yaml sets; in ``allcnn_c`` the window is
+replaced by Model C's 3x3 stride-2 one (MODEL_C_WINDOW, as sweeps/allcnn_c_family.yaml sets),
+except for ``none``, which has no window. A combination that cannot run is shown as "invalid".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from poolstudy.errors import InvalidModelError, PoolStudyError
+from poolstudy.models import DOWNSAMPLERS, create_model
+from poolstudy.models.allcnn import MODEL_C_WINDOW
+from poolstudy.models.summary import count_macs, count_params, trace_shapes
+
+#: (label, input shape): MNIST and CIFAR-10 resolution
+RESOLUTIONS = (("28x28x1", (1, 28, 28)), ("32x32x3", (3, 32, 32)))
+#: (architecture, extra constructor arguments): each architecture at its defaults, and All-CNN-C
+#: also at the reduced width of sweeps/allcnn_c_family.yaml
+VARIANTS = (("lenet", {}), ("allcnn_c", {}), ("allcnn_c", {"width": 0.25}))
+
+
+def operator_configs(conf_dir: Path) -> dict[str, dict[str, Any]]:
+    """``model.downsample`` of every registered operator, read from conf/model/<name>.yaml."""
+    configs = {}
+    for name in DOWNSAMPLERS:
+        path = conf_dir / "model" / f"{name}.yaml"
+        if not path.is_file():
+            raise PoolStudyError(f"{path} not found: every registered operator needs conf/model/<name>.yaml "
+                                 f"(run from the repository root or pass --conf-dir).")
+        configs[name] = OmegaConf.to_container(OmegaConf.load(path).downsample)
+    return configs
+
+
+def downsample_for(arch: str, downsample: dict[str, Any]) -> dict[str, Any]:
+    if arch == "allcnn_c" and downsample["type"] != "none":
+        return {**downsample, **MODEL_C_WINDOW}
+    return dict(downsample)
+
+
+def measure(arch: str, downsample: dict[str, Any], input_shape: tuple[int, int, int],
+            **arch_args: Any) -> tuple[int, int] | None:
+    """(params, MACs) at ``input_shape`` with 10 classes, or None when the shapes cannot work."""
+    model = create_model(arch, in_channels=input_shape[0], num_classes=10, downsample=downsample, **arch_args)
+    try:
+        trace_shapes(model, input_shape)
+    except InvalidModelError:
+        return None
+    return count_params(model), count_macs(model, input_shape)
+
+
+def window(downsample: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={'null' if v is None else v}" for k, v in downsample.items() if k != "type")
+
+
+def markdown_table(conf_dir: Path) -> str:
+    operators = operator_configs(conf_dir)
+    header = ["arch", "model", "model.downsample"]
+    for label, _ in RESOLUTIONS:
+        header += [f"params {label}", f"MACs {label}"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arch, arch_args in VARIANTS:
+        label = " ".join([arch, *(f"{k}={v}" for k, v in arch_args.items())])
+        for name, base in operators.items():
+            downsample = downsample_for(arch, base)
+            cells = [label, name, window(downsample)]
+            for _, shape in RESOLUTIONS:
+                result = measure(arch, downsample, shape, **arch_args)
+                cells += [f"{result[0]:,}", f"{result[1]:,}"] if result else ["invalid", "invalid"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conf-dir", type=Path, default=Path("conf"), help="the project's conf/ (default: ./conf)")
+    args = parser.parse_args(argv)
+    try:
+        print(markdown_table(args.conf_dir))
+    except PoolStudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
