@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
@@ -30,6 +30,7 @@ from poolstudy.hpo.space import describe_space, grid_cells, search_space
 from poolstudy.hpo.storage import mask_password, open_storage
 from poolstudy.hpo.summary import study_summary, write_hpo_summary
 from poolstudy.training.run import finished_metrics
+from poolstudy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +204,9 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         study = trial.study
         value, reason = None, None
         try:
-            value = ret.return_value if ret.status == JobStatus.COMPLETED else None
+            value = ret.return_value
         except Exception as exc:  # the job raised: ret.return_value re-raises it
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if isinstance(value, (int, float)) and math.isfinite(value):
             study.tell(trial, value)
             return
@@ -217,6 +218,8 @@ class FairOptunaSweeper(OptunaSweeperImpl):
             log.info("Trial %d of %s pruned: %s", trial.number, study.study_name, status.get("error", ""))
             return
         reason = status.get("error") or reason or f"objective was {value!r}"
+        if not status and job_dir.is_dir():  # the folder must tell what happened too
+            atomic_write_json(job_dir / "status.json", {"status": "failed", "error": reason})
         trial.set_user_attr("fail_reason", reason[:500])
         study.tell(trial, state=TrialState.FAIL)
         log.warning("Trial %d of %s failed: %s", trial.number, study.study_name, reason)
