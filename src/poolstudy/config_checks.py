@@ -66,6 +66,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("invariance.seed", _int(0), "an integer >= 0"),
     ("invariance.stability_metric", lambda v: v in STABILITY_METRICS, _one_of(STABILITY_METRICS)),
     ("invariance.layerwise", lambda v: isinstance(v, bool), "true or false"),
+    ("checkpoint.enabled", lambda v: isinstance(v, bool), "true or false"),
+    ("checkpoint.keep", lambda v: isinstance(v, bool), "true or false"),
 ]
 
 

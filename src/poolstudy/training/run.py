@@ -22,6 +22,7 @@ from poolstudy.data import DataSplits, load_splits
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.summary import count_macs, count_params, format_summary, stage_sizes, trace_shapes
 from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
+from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import evaluate, train_epoch
 from poolstudy.training.schedule import build_scheduler
 from poolstudy.utils.environment import environment_record
@@ -126,10 +127,12 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     scheduler = build_scheduler(cfg.scheduler, optimizer, epochs, len(train_batches))
     progress = None if trainer.progress == "auto" else bool(trainer.progress)
 
-    history = []
-    train_seconds = 0.0
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    checkpoint = JobCheckpoint(out_dir, cfg)
+    done_so_far = checkpoint.restore(model, optimizer, scheduler, generator)  # epoch 0 unless resuming
+    history = done_so_far.history
+    train_seconds = done_so_far.train_seconds
+    start = time.perf_counter() - done_so_far.wall_seconds
+    for epoch in range(done_so_far.epoch + 1, epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
         stats = train_epoch(model, train_batches, optimizer, scheduler, progress, desc=f"epoch {epoch}/{epochs}")
         train_seconds += stats.seconds
@@ -140,6 +143,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
                  epoch, epochs, stats.loss, 100 * stats.acc, val_loss, 100 * val_acc, lr, stats.seconds)
         if epoch_callback is not None:
             epoch_callback(epoch, val_acc)
+        checkpoint.save(model, optimizer, scheduler, generator,
+                        TrainingProgress(epoch, history, train_seconds, time.perf_counter() - start))
     wall = time.perf_counter() - start
 
     metrics: dict[str, Any] = {"status": "complete"}
@@ -179,4 +184,5 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     })
     metrics.update(invariance_metrics(cfg, model, data, initial_model=lambda: build_model(cfg, data)))
     atomic_write_json(out_dir / METRICS_FILE, metrics)
+    checkpoint.finish()
     return metrics
