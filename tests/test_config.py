@@ -83,3 +83,18 @@ def test_defaults_are_the_seed_setup():
     assert cfg.model.arch == "lenet" and cfg.model.downsample.type == "maxpool"
     assert OmegaConf.to_container(cfg.model.downsample) == {"type": "maxpool", "kernel_size": 2, "stride": 2, "padding": 0}
     assert cfg.model.dropout == 0.4 and cfg.dataset.name == "mnist"
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 7, 8, 13])
+def test_onecycle_survives_tiny_step_counts(steps):
+    import torch
+
+    cfg = compose(["scheduler=onecycle"])
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = build_scheduler(cfg.scheduler, opt, epochs=1, steps_per_epoch=steps)
+    assert (sched is None) == (steps < 4)
+    for _ in range(steps):
+        opt.step()
+        if sched:
+            sched.step()
+    assert all(g["lr"] >= 0 for g in opt.param_groups)

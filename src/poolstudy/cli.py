@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,22 @@ from poolstudy.training.run import train_and_evaluate
 from poolstudy.utils.io import atomic_write_json
 
 log = logging.getLogger("poolstudy")
+
+
+def threads_per_job(parallel_jobs: int, cpus: int | None = None) -> int:
+    """Torch threads for each of ``parallel_jobs`` concurrent jobs on ``cpus`` cores."""
+    cpus = cpus or os.cpu_count() or 1
+    return max(1, cpus // max(1, parallel_jobs))
+
+
+def _share_cores(cfg: DictConfig, hydra_cfg) -> None:
+    """Under a parallel launcher, split the cores between its jobs (unless trainer.threads is set)."""
+    n_jobs = hydra_cfg.launcher.get("n_jobs")
+    if cfg.trainer.get("threads") is None and isinstance(n_jobs, int) and n_jobs != 1:
+        import torch
+
+        parallel = os.cpu_count() or 1 if n_jobs < 0 else n_jobs
+        torch.set_num_threads(threads_per_job(parallel))
 
 
 def _pruning_hook(cfg: DictConfig):
@@ -36,6 +53,7 @@ def run_job(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    _share_cores(cfg, hydra_cfg)
     try:
         return train_and_evaluate(cfg, out_dir, _pruning_hook(cfg))["val_acc"]
     except optuna.TrialPruned as exc:

@@ -1,0 +1,248 @@
+"""Training-throughput benchmark: the project's loop against the usual peer and the model's limit.
+
+    python -m poolstudy.bench                      # MNIST and 32x32x3, maxpool/strided, batch 64/256
+    python -m poolstudy.bench --json bench.json --reps 5 --steps 100
+
+For each (data, model, batch size) it measures, in one process, with the same model, thread
+count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` training steps:
+
+1. ``peer_w0`` / ``peer_w2``: the pytorch/examples style — a torchvision dataset class with
+   per-sample ``ToTensor`` + ``Normalize`` behind a shuffling ``DataLoader`` (0 and 2 workers);
+2. ``project``: :func:`poolstudy.training.loop.train_epoch` over device-resident batches,
+   the very function ``train.py`` runs;
+3. ``limit``: forward + backward + optimizer step repeated on one pre-loaded batch.
+
+It prints images/s (median and min–max over repetitions) and the ratios project/peer (best
+peer) and project/limit, plus peak RSS (and peak GPU memory where present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from poolstudy.data import load_raw
+from poolstudy.data.catalogue import CIFAR_JPEG_LABEL
+from poolstudy.data.loader import Normalizer, TensorBatches
+from poolstudy.errors import PoolStudyError
+from poolstudy.models import LeNet
+from poolstudy.training.loop import train_epoch
+from poolstudy.utils.io import atomic_write_json
+
+MODELS = {
+    "maxpool": {"type": "maxpool", "kernel_size": 2, "stride": 2, "padding": 0},
+    "strided": {"type": "strided", "kernel_size": 5, "stride": 2},
+}
+DATASETS = {"mnist": ((0.1307,), (0.3081,)), "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
+
+
+# ---------------------------------------------------------------- peers (torchvision classes)
+
+
+def _write_idx(path: Path, array, magic: int) -> None:
+    if not path.exists():
+        header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+        path.write_bytes(header + array.tobytes())
+
+
+def _peer_dataset(name: str, raw, root: Path):
+    """The torchvision dataset class a user would reach for, on the official file layout."""
+    import torchvision.datasets as tvd
+    import torchvision.transforms as T
+
+    mean, std = DATASETS[name]
+    transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    if name == "mnist":
+        raw_dir = root / "MNIST" / "raw"
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        # torchvision's class reads decompressed IDX files in its own layout
+        for split, x, y in (("train", raw.train_x, raw.train_y), ("t10k", raw.test_x, raw.test_y)):
+            _write_idx(raw_dir / f"{split}-images-idx3-ubyte", x[:, 0].numpy(), 2051)
+            _write_idx(raw_dir / f"{split}-labels-idx1-ubyte", y.to(torch.uint8).numpy(), 2049)
+        return tvd.MNIST(str(root), train=True, transform=transform, download=False)
+
+    class LocalCIFAR10(tvd.CIFAR10):
+        def _check_integrity(self) -> bool:  # our batches are re-made from the JPEG copy: no official md5
+            return True
+
+    batches = root / LocalCIFAR10.base_folder
+    if not (batches / "data_batch_1").exists():
+        batches.mkdir(parents=True, exist_ok=True)
+        images = raw.train_x.permute(0, 2, 3, 1).reshape(len(raw.train_x), -1).numpy()
+        for i, chunk in enumerate(range(0, len(images), 10000), start=1):
+            with open(batches / f"data_batch_{i}", "wb") as fh:
+                pickle.dump({"data": images[chunk:chunk + 10000].reshape(-1, 3072),
+                             "labels": raw.train_y[chunk:chunk + 10000].tolist()}, fh)
+        with open(batches / "test_batch", "wb") as fh:
+            pickle.dump({"data": images[:10].reshape(-1, 3072), "labels": raw.train_y[:10].tolist()}, fh)
+        with open(batches / "batches.meta", "wb") as fh:
+            pickle.dump({"label_names": raw.classes}, fh)
+    return LocalCIFAR10(str(root), train=True, transform=transform, download=False)
+
+
+# ---------------------------------------------------------------- timed cases
+
+
+def _step(model, optimizer, x, y) -> None:
+    loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def _fresh(model_name: str, channels: int, device: torch.device):
+    torch.manual_seed(0)
+    model = LeNet(channels, 10, MODELS[model_name]).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _repeat(run: Callable[[], int], reps: int, device: torch.device) -> list[float]:
+    """images/s of ``reps`` timed calls of ``run`` (which returns images processed), after one warm-up."""
+    run()
+    rates = []
+    for _ in range(reps):
+        _sync(device)
+        start = time.perf_counter()
+        images = run()
+        _sync(device)
+        rates.append(images / (time.perf_counter() - start))
+    return rates
+
+
+def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path, steps: int, reps: int,
+               workers: list[int], device: torch.device) -> dict:
+    channels = raw.train_x.shape[1]
+    n = steps * batch_size
+    results: dict[str, list[float]] = {}
+
+    model, optimizer = _fresh(model_name, channels, device)
+    x = TensorBatches(raw.train_x[:batch_size].to(device), raw.train_y[:batch_size].to(device), batch_size,
+                      Normalizer(*DATASETS[data], device))
+    xb, yb = next(iter(x))
+
+    def limit() -> int:
+        for _ in range(steps):
+            _step(model, optimizer, xb, yb)
+        return n
+
+    results["limit"] = _repeat(limit, reps, device)
+
+    model, optimizer = _fresh(model_name, channels, device)
+    batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
+                            Normalizer(*DATASETS[data], device), shuffle=True,
+                            generator=torch.Generator().manual_seed(0))
+    results["project"] = _repeat(lambda: (train_epoch(model, batches, optimizer, progress=False), n)[1], reps, device)
+
+    dataset = _peer_dataset(data, raw, peer_root)
+    for w in workers:
+        model, optimizer = _fresh(model_name, channels, device)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=w,
+                                             persistent_workers=w > 0, pin_memory=device.type == "cuda")
+
+        def peer(loader=loader) -> int:
+            seen = 0
+            for i, (xp, yp) in enumerate(loader):
+                if i == steps:
+                    break
+                _step(model, optimizer, xp.to(device, non_blocking=True), yp.to(device, non_blocking=True))
+                seen += len(yp)
+            return seen
+
+        results[f"peer_w{w}"] = _repeat(peer, reps, device)
+        del loader
+
+    summary = {name: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r}
+               for name, r in results.items()}
+    best_peer = max(summary[f"peer_w{w}"]["median"] for w in workers)
+    return {
+        "data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
+        "images_per_s": summary,
+        "ratio_vs_peer": summary["project"]["median"] / best_peer,
+        "ratio_vs_peer_w0": summary["project"]["median"] / summary["peer_w0"]["median"],
+        "ratio_vs_limit": summary["project"]["median"] / summary["limit"]["median"],
+    }
+
+
+def peak_memory(device: torch.device) -> dict:
+    peak = {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.type == "cuda":
+        peak["gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
+
+
+def machine(device: torch.device) -> dict:
+    import platform
+
+    return {"date": time.strftime("%Y-%m-%d"), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m poolstudy.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=sorted(DATASETS))
+    parser.add_argument("--models", nargs="+", default=["maxpool", "strided"], choices=sorted(MODELS))
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
+    parser.add_argument("--steps", type=int, default=60, help="training steps per repetition")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (after one warm-up)")
+    parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], help="DataLoader num_workers of the peer")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", default=os.environ.get("POOLSTUDY_DATA", "./data"))
+    parser.add_argument("--cache-dir", default=os.environ.get("POOLSTUDY_CACHE", "~/.cache/poolstudy"))
+    parser.add_argument("--json", type=Path, help="write all figures to this file")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.reps < 1 or any(b < 1 for b in args.batch_sizes):
+        parser.error("--steps, --reps and --batch-sizes must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from poolstudy.training.run import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+        cache = Path(args.cache_dir).expanduser()
+        raws = {d: load_raw(d, Path(args.data_dir), cache) for d in args.data}
+    except PoolStudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    cases = []
+    print(f"{'data':<8} {'model':<8} {'batch':>5} | {'peer w0':>9} {'peer w2':>9} {'project':>9} {'limit':>9} "
+          f"| {'vs peer':>7} {'vs limit':>8}   (images/s, median of {args.reps})")
+    for data in args.data:
+        label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
+        for model_name in args.models:
+            for bs in args.batch_sizes:
+                case = bench_case(data, model_name, bs, raws[data], cache / "bench-peer" / data, args.steps,
+                                  args.reps, args.workers, device)
+                case["data_source"] = label
+                cases.append(case)
+                ips = case["images_per_s"]
+                peers = " ".join(f"{ips[f'peer_w{w}']['median']:>9.0f}" for w in args.workers)
+                print(f"{data:<8} {model_name:<8} {bs:>5} | {peers} {ips['project']['median']:>9.0f} "
+                      f"{ips['limit']['median']:>9.0f} | {case['ratio_vs_peer']:>7.2f} {case['ratio_vs_limit']:>8.2f}",
+                      flush=True)
+    report = {"machine": machine(device), "cases": cases, "peak_memory": peak_memory(device)}
+    print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
+    if args.json:
+        atomic_write_json(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
