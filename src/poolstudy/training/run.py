@@ -24,6 +24,7 @@ from poolstudy.models.summary import count_macs, count_params, format_summary, s
 from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import evaluate, train_epoch
+from poolstudy.training.placement import auto_cuda_device
 from poolstudy.training.schedule import build_scheduler
 from poolstudy.utils.environment import environment_record
 from poolstudy.utils.io import atomic_write_json
@@ -36,7 +37,7 @@ METRICS_FILE = "metrics.json"
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return auto_cuda_device()
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -101,6 +102,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         log.info("%s already holds a complete %s; not training again.", out_dir, METRICS_FILE)
         return done
 
+    job_start = time.perf_counter()
     trainer = cfg.trainer
     if trainer.threads:
         torch.set_num_threads(int(trainer.threads))
@@ -183,6 +185,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         "environment": environment_record(device),
     })
     metrics.update(invariance_metrics(cfg, model, data, initial_model=lambda: build_model(cfg, data)))
+    metrics["job_time_s"] = time.perf_counter() - job_start  # data, build, training, evaluation, probes
     atomic_write_json(out_dir / METRICS_FILE, metrics)
     checkpoint.finish()
     return metrics
