@@ -24,7 +24,9 @@ import os
 import pickle
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -194,6 +196,60 @@ def machine(device: torch.device) -> dict:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
+# ---------------------------------------------------------------- whole jobs and sweeps
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_train(args: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one ``train.py`` process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stderr = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"train.py {' '.join(args)} failed:\n{stderr[-2000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def _jobs(sweep_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+
+
+def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
+    """Multirun overhead, sequential vs 2 parallel jobs, probe overhead and peak RSS of single jobs."""
+    grid = ["model=maxpool,strided", "seed=0,1,2,3", f"trainer.epochs={epochs}", "trainer.progress=false"]
+    report: dict = {}
+    for name, launcher in (("sequential", []), ("parallel_2x1", ["hydra/launcher=local_parallel",
+                                                                  "hydra.launcher.n_jobs=2"])):
+        sweep_dir = work / name
+        wall, rss = _run_train(["-m", *grid, *launcher, f"hydra.sweep.dir={sweep_dir}"], env)
+        jobs = _jobs(sweep_dir)
+        job_time = sum(j["job_time_s"] for j in jobs)
+        train_time = sum(j["train_time_s"] for j in jobs)
+        probes = sum(j.get("invariance", {}).get("time_s", 0.0) for j in jobs)
+        report[name] = {
+            "jobs": len(jobs), "wall_s": wall, "jobs_per_hour": 3600 * len(jobs) / wall,
+            "sum_job_time_s": job_time, "sum_train_time_s": train_time,
+            "wall_over_job_time": wall / job_time, "wall_over_train_time": wall / train_time,
+            "probe_share_of_job_time": probes / job_time, "torch_threads": jobs[0]["environment"]["torch_threads"],
+            "peak_rss_mb": rss,
+        }
+        print(f"{name:<13} {len(jobs)} jobs: wall {wall:.1f} s, {report[name]['jobs_per_hour']:.0f} jobs/h, "
+              f"wall / sum(job time) {report[name]['wall_over_job_time']:.3f}, wall / sum(train time) "
+              f"{report[name]['wall_over_train_time']:.3f}, probes {100 * report[name]['probe_share_of_job_time']:.1f}% "
+              f"of job time, {report[name]['torch_threads']} thread(s)/job", flush=True)
+    for data in ("mnist", "cifar10"):
+        wall, rss = _run_train([f"dataset={data}", f"trainer.epochs={epochs}", "trainer.progress=false",
+                                f"hydra.run.dir={work / ('single_' + data)}"], env)
+        report[f"single_{data}"] = {"wall_s": wall, "peak_rss_mb": rss}
+        print(f"single {data} job ({epochs} epoch(s)): wall {wall:.1f} s, peak RSS {rss:.0f} MB", flush=True)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poolstudy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=sorted(DATASETS))
@@ -207,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("POOLSTUDY_DATA", "./data"))
     parser.add_argument("--cache-dir", default=os.environ.get("POOLSTUDY_CACHE", "~/.cache/poolstudy"))
     parser.add_argument("--json", type=Path, help="write all figures to this file")
+    parser.add_argument("--sweeps", action="store_true",
+                        help="also time whole train.py runs: an 8-job multirun sequential and 2x1-thread parallel, "
+                             "and the peak RSS of one MNIST and one CIFAR-10 job")
+    parser.add_argument("--sweep-epochs", type=int, default=1)
+    parser.add_argument("--skip-loop", action="store_true", help="only the --sweeps part")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.reps < 1 or any(b < 1 for b in args.batch_sizes):
         parser.error("--steps, --reps and --batch-sizes must be >= 1")
@@ -222,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cases = []
+    report: dict = {"machine": machine(device)}
+    if args.sweeps:
+        env = {**os.environ, "POOLSTUDY_DATA": str(args.data_dir), "POOLSTUDY_CACHE": str(cache)}
+        with tempfile.TemporaryDirectory(prefix="poolstudy-bench-") as work:
+            report["sweeps"] = bench_sweeps(Path(work), env, args.sweep_epochs)
+    if args.skip_loop:
+        args.data = []
     print(f"{'data':<8} {'model':<8} {'batch':>5} | {'peer w0':>9} {'peer w2':>9} {'project':>9} {'limit':>9} "
           f"| {'vs peer':>7} {'vs limit':>8}   (images/s, median of {args.reps})")
     for data in args.data:
@@ -237,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{data:<8} {model_name:<8} {bs:>5} | {peers} {ips['project']['median']:>9.0f} "
                       f"{ips['limit']['median']:>9.0f} | {case['ratio_vs_peer']:>7.2f} {case['ratio_vs_limit']:>8.2f}",
                       flush=True)
-    report = {"machine": machine(device), "cases": cases, "peak_memory": peak_memory(device)}
+    report.update({"cases": cases, "peak_memory": peak_memory(device)})
     print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
     if args.json:
         atomic_write_json(args.json, report)

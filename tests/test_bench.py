@@ -1,0 +1,55 @@
+"""The benchmark runs and reports sane, positive figures (no timing targets asserted here)."""
+
+import json
+
+import pytest
+
+from conftest import SHARED_DATA, require_real
+from poolstudy import bench
+
+
+@pytest.mark.realdata
+def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
+    require_real("MNIST")
+    out = tmp_path / "bench.json"
+    code = bench.main(["--data", "mnist", "--models", "maxpool", "strided", "--batch-sizes", "32", "--steps", "3",
+                       "--reps", "2", "--workers", "0", "--data-dir", str(SHARED_DATA), "--cache-dir", str(cache_dir),
+                       "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert [(c["model"], c["batch_size"]) for c in report["cases"]] == [("maxpool", 32), ("strided", 32)]
+    for case in report["cases"]:
+        ips = case["images_per_s"]
+        assert set(ips) == {"peer_w0", "project", "limit"}
+        for figures in ips.values():
+            assert len(figures["runs"]) == 2 and figures["min"] > 0 and figures["min"] <= figures["median"] <= figures["max"]
+        assert case["ratio_vs_peer"] == pytest.approx(ips["project"]["median"] / ips["peer_w0"]["median"])
+        assert case["ratio_vs_limit"] == pytest.approx(ips["project"]["median"] / ips["limit"]["median"])
+    assert report["peak_memory"]["rss_mb"] > 0 and report["machine"]["torch_threads"] >= 1
+
+
+def test_bench_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--steps", "0"])
+    assert exc.value.code == 2 and "--steps" in capsys.readouterr().err
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    assert bench.main(["--data", "mnist", "--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c")]) == 2
+    assert "MNIST not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs,cpus,threads", [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (4, 16, 4)])
+def test_parallel_jobs_share_the_cores(jobs, cpus, threads):
+    from poolstudy.cli import threads_per_job
+
+    assert threads_per_job(jobs, cpus) == threads
+
+
+@pytest.mark.slow
+def test_whole_job_timing_reports_wall_and_rss(tmp_path, cache_dir):
+    env = {"POOLSTUDY_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
+    wall, rss = bench._run_train(["dataset=shapes", "trainer.epochs=1", "dataset.train_subset=200",
+                                  f"hydra.run.dir={tmp_path / 'job'}"], env)
+    assert wall > 0 and rss > 50  # a torch process holds well over 50 MB
+    assert json.loads((tmp_path / "job" / "metrics.json").read_text())["job_time_s"] < wall
