@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 from hydra.utils import instantiate
 
-from poolstudy.hpo.storage import open_storage
+from poolstudy.hpo.storage import open_storage, url_in_job
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ class TrialReporter:
     """
 
     def __init__(self, hpo: Mapping[str, Any]):
-        storage = open_storage(hpo["storage"])
+        storage = open_storage(url_in_job(hpo["storage"]))
         study_id = storage.get_study_id_from_name(hpo["study_name"])
         pruner_cfg = storage.get_study_user_attrs(study_id).get(PRUNER_ATTR)
         pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
+import time
 from pathlib import Path
 
 import optuna
@@ -11,6 +15,10 @@ from sqlalchemy.exc import ArgumentError
 from poolstudy.errors import PoolStudyError
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+# How the sweeper hands its jobs a storage URL that holds a password: in the environment, which
+# child processes, joblib workers and SLURM jobs (sbatch --export=ALL, the default) inherit and
+# Hydra never writes to disk; hpo.storage in the job's config carries the masked URL.
+STORAGE_ENV = "POOLSTUDY_HPO_STORAGE"
 
 
 def mask_password(url: str) -> str:
@@ -21,6 +29,41 @@ def mask_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def refuse_written_password(raw_url: str, key: str = "hydra.sweeper.storage") -> None:
+    """Refuse a password typed into the URL itself: Hydra saves the value as written in every
+    .hydra snapshot. A password drawn from an interpolation (${oc.env:VAR}) stays out of them."""
+    match = re.match(r"^[A-Za-z][\w+.-]*://[^:/@]*:(.*)@[^@]*$", raw_url or "")
+    if match and match.group(1) and "${" not in match.group(1):
+        raise PoolStudyError(
+            f"{key} = {mask_password(raw_url)!r} contains a password, which Hydra would save in every job's "
+            f".hydra snapshot and log line. Leave it out of the URL: libpq reads it from PGPASSWORD or "
+            f"~/.pgpass (postgresql://user@host/db), or write it as an interpolation, which snapshots keep "
+            f"unresolved: {key}='postgresql://user:${{oc.env:POOLSTUDY_DB_PASSWORD}}@host/db'."
+        )
+
+
+def url_for_jobs(url: str) -> str:
+    """The value the sweeper passes to its jobs as hpo.storage (see STORAGE_ENV)."""
+    if not _password(url):
+        return url
+    os.environ[STORAGE_ENV] = url
+    return mask_password(url)
+
+
+def url_in_job(value: str) -> str:
+    """The storage URL a job connects to, given its hpo.storage (undoes url_for_jobs)."""
+    if _password(value) != "***":
+        return value
+    real = os.environ.get(STORAGE_ENV)
+    if real and mask_password(real) == value:
+        return real
+    raise PoolStudyError(
+        f"hpo.storage = {value!r} has its password masked; the sweeper hands the real URL to its jobs in the "
+        f"environment variable {STORAGE_ENV}, which this job does not have. Run the jobs with the sweeper's "
+        f"environment (SLURM: sbatch --export=ALL, the default), or give the password through PGPASSWORD."
+    )
 
 
 def _is_journal(url: str) -> bool:
@@ -51,7 +94,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _rdb_storage(_with_installed_driver(url), engine_kwargs)
     except (ArgumentError, ValueError) as exc:
         raise PoolStudyError(
             f"hydra.sweeper.storage = {mask_password(url)!r} is not a valid storage URL ({exc}); use e.g. "
@@ -65,6 +108,31 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             f"Cannot open the Optuna storage {mask_password(url)!r}: {reason}. Check that the database server "
             f"is reachable, the credentials are right and the driver is installed (psycopg2 for PostgreSQL)."
         ) from None
+
+
+def _with_installed_driver(url: str) -> str:
+    """SQLAlchemy >= 2.1 reads postgresql:// as psycopg 3; use psycopg2 (the project's driver,
+    psycopg2-binary) when only that one is installed."""
+    parsed = make_url(url)
+    if (parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None
+            and importlib.util.find_spec("psycopg2") is not None):
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return url
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage; workers starting together on an empty database race to create its
+    tables (the loser sees a duplicate table or key), so that case is retried."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _password(url: str) -> str | None:

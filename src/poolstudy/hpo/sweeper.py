@@ -27,7 +27,7 @@ from poolstudy.errors import PoolStudyError
 from poolstudy.hpo.budget import WORKER_ATTR, budget, reclaim_interrupted, within_budget, worker_id
 from poolstudy.hpo.reporting import PRUNER_ATTR
 from poolstudy.hpo.space import describe_space, grid_cells, search_space
-from poolstudy.hpo.storage import mask_password, open_storage
+from poolstudy.hpo.storage import mask_password, open_storage, refuse_written_password, url_for_jobs
 from poolstudy.hpo.summary import study_summary, write_hpo_summary
 from poolstudy.training.run import finished_metrics
 from poolstudy.utils.io import atomic_write_json
@@ -61,6 +61,7 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         sweeper_cfg = config.hydra.sweeper
         self.sampler_cfg = OmegaConf.to_container(sweeper_cfg.sampler, resolve=True)
         self.pruner_cfg = OmegaConf.to_container(sweeper_cfg.pruner, resolve=True)
+        self.storage_as_written = OmegaConf.to_container(sweeper_cfg, resolve=False).get("storage")
 
     # ------------------------------------------------------------------ sweep
     def sweep(self, arguments: list[str]) -> None:
@@ -82,6 +83,7 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         if not space:
             raise PoolStudyError("hydra.sweeper.params defines no search dimension; add e.g. "
                                  "hydra.sweeper.params.optimizer.lr='tag(log, interval(1e-4, 1e-2))'.")
+        refuse_written_password(str(self.storage_as_written))
         storage_url = str(self.storage)
         storage = open_storage(storage_url)
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -169,7 +171,7 @@ class FairOptunaSweeper(OptunaSweeperImpl):
                     study.tell(trial, state=TrialState.FAIL)
             if not kept:
                 break
-            self._launch_trials(name, kept, overrides, storage_url, sweep_dir)
+            self._launch_trials(name, kept, overrides, url_for_jobs(storage_url), sweep_dir)
         counts = budget(study, self.n_trials)
         if status == "complete" and counts.running:
             status = "waiting for other workers"
