@@ -136,7 +136,11 @@ def start() -> Server:
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["start"]:
-        server = start()
+        try:
+            server = start()
+        except ServerUnavailable as exc:
+            print(f"error: cannot start PostgreSQL: {exc}", file=sys.stderr)
+            return 1
         print(server.folder)
         print(server.url())
         return 0
