@@ -285,8 +285,8 @@ STUDIES = ["seed_replication", "operator_zoo", "kernel_stride_grid", "allcnn_c_f
 
 
 @pytest.fixture(autouse=True)
-def _repo_root_cwd(monkeypatch):
-    monkeypatch.chdir(ROOT)  # conf/config.yaml puts the repository root (sweeps/) on the search path
+def _elsewhere(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # the search-path plugin finds sweeps/ from any working directory
 
 
 def test_the_four_studies_are_there():
