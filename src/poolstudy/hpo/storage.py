@@ -98,7 +98,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     except (ArgumentError, ValueError) as exc:
         raise PoolStudyError(
             f"hydra.sweeper.storage = {mask_password(url)!r} is not a valid storage URL ({exc}); use e.g. "
-            f"sqlite:///outputs/hpo/optuna.db, postgresql://user:password@host/db or journal:outputs/hpo/journal.log."
+            f"sqlite:///outputs/hpo/optuna.db, postgresql://user@host/db or journal:outputs/hpo/journal.log."
         ) from None
     except Exception as exc:  # sqlalchemy OperationalError, missing driver, permissions
         reason = str(exc).splitlines()[0]

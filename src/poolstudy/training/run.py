@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -79,7 +80,12 @@ def build_model(cfg: DictConfig, data: DataSplits) -> torch.nn.Module:
         overrides["in_channels"] = channels
     if cfg.model.get("num_classes") is None:
         overrides["num_classes"] = data.num_classes
-    return instantiate(cfg.model, _convert_="all", **overrides)
+    try:
+        return instantiate(cfg.model, _convert_="all", **overrides)
+    except InstantiationException as exc:  # Hydra wraps the model's own "model.x is not valid" errors
+        if isinstance(exc.__cause__, PoolStudyError):
+            raise exc.__cause__ from None
+        raise
 
 
 def _hpo_record(cfg: DictConfig) -> dict[str, Any] | None:
