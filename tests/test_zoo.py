@@ -286,7 +286,7 @@ STUDIES = ["seed_replication", "operator_zoo", "kernel_stride_grid", "allcnn_c_f
 
 @pytest.fixture(autouse=True)
 def _elsewhere(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # the search-path plugin finds sweeps/ from any working directory
+    monkeypatch.chdir(tmp_path)  # conf/sweeps links to sweeps/: found from any working directory
 
 
 def test_the_four_studies_are_there():
