@@ -96,7 +96,7 @@ def idx_source(tmp_path_factory) -> Path:
 
 
 def _normalise(text: str, tmp: Path) -> str:
-    return text.replace(str(tmp), "<tmp>")
+    return text.replace(str(tmp), "<tmp>").replace(str(ROOT), "<repo>")
 
 
 def _message(output: str) -> str:
