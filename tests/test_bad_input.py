@@ -12,10 +12,11 @@ import gzip
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,6 @@ class Case:
     prepare_tmp: Callable[[Path], None] | None = None
     data: str = "data"                   # data_dir, relative to the test's folder
     exit_code: int = 2
-    extra: list[str] = field(default_factory=list)
 
 
 CASES = [
@@ -107,8 +107,6 @@ def _message(output: str) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name.replace(" ", "_").replace("/", "_") for c in CASES])
 def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
-    import shutil
-
     shutil.copytree(idx_source, tmp_path / "data")
     if case.prepare:
         case.prepare(tmp_path / "data")
