@@ -31,7 +31,7 @@ def _share_cores(cfg: DictConfig, hydra_cfg) -> None:
     if cfg.trainer.get("threads") is None and isinstance(n_jobs, int) and n_jobs != 1:
         import torch
 
-        parallel = os.cpu_count() or 1 if n_jobs < 0 else n_jobs
+        parallel = (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
         torch.set_num_threads(threads_per_job(parallel))
 
 
