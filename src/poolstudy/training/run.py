@@ -156,7 +156,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     wall = time.perf_counter() - start
 
     metrics: dict[str, Any] = {"status": "complete"}
-    val_loss_raw, val_acc_raw = evaluate(model, val_batches)
+    # the last epoch already validated this very model: no second pass over the validation set
+    val_loss_raw, val_acc_raw = history[-1]["val_loss"], history[-1]["val_acc"]
     test_loss_raw, test_acc_raw = evaluate(model, test_batches)
     recalibrated = bool(trainer.bn_recalibration) and has_batchnorm(model)
     if recalibrated:
