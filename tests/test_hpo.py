@@ -240,3 +240,24 @@ def test_changed_settings_are_refused_and_extension_is_explicit(run_train, tmp_p
     proc = run_train(*hpo_args(sweep, n_trials=3, final_seeds=0), "model=strided", "hydra.sweeper.extend=true")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(counted(load(sweep, "lenet-strided-mnist"))) == 3
+
+
+def test_unlabelled_running_trial_of_a_dead_worker_is_reclaimed(tmp_path):
+    """A sweep killed between study.ask() and labelling the trial leaves it without a worker."""
+    import socket
+
+    from poolstudy.hpo.budget import WORKER_ATTR, reclaim_interrupted, register_worker
+
+    storage = open_storage(f"sqlite:///{tmp_path}/o.db")
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    study.set_user_attr(f"{WORKER_ATTR}:{socket.gethostname()}:{int(dead.stdout)}", True)
+    orphan = study.ask()
+    assert reclaim_interrupted(study, storage) == 1
+    reclaimed = study.trials[orphan.number]
+    assert reclaimed.state == TrialState.FAIL and reclaimed.user_attrs["interrupted"]
+
+    register_worker(study)  # this live process now owns the study too
+    second = study.ask()
+    assert reclaim_interrupted(study, storage) == 0
+    assert study.trials[second.number].state == TrialState.RUNNING

@@ -46,12 +46,26 @@ def discarded(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and any(trial.user_attrs.get(a) for a in DISCARDED_ATTRS)
 
 
+def register_worker(study: optuna.Study) -> None:
+    """Record this process on the study before it asks for trials (see reclaim_interrupted)."""
+    study.set_user_attr(f"{WORKER_ATTR}:{worker_id()}", True)
+
+
 def reclaim_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
-    """Mark RUNNING trials whose worker process is gone as failed+interrupted; returns how many."""
+    """Mark RUNNING trials whose worker process is gone as failed+interrupted; returns how many.
+
+    A trial without a worker attribute was asked by a process killed before it could label
+    it; it is orphaned when every worker ever registered on the study is known to be dead.
+    """
     n = 0
     study_id = storage.get_study_id_from_name(study.study_name)
+    prefix = f"{WORKER_ATTR}:"
+    workers = [key[len(prefix):] for key in study.user_attrs if key.startswith(prefix)]
+    all_workers_dead = bool(workers) and all(_alive_here(w) is False for w in workers)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _alive_here(trial.user_attrs.get(WORKER_ATTR)) is False:
+        owner = trial.user_attrs.get(WORKER_ATTR)
+        dead = _alive_here(owner) is False if owner else all_workers_dead
+        if dead:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             storage.set_trial_user_attr(trial_id, "interrupted", True)
             study.tell(trial.number, state=TrialState.FAIL)

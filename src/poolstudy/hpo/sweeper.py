@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from poolstudy.errors import PoolStudyError
-from poolstudy.hpo.budget import WORKER_ATTR, budget, reclaim_interrupted, within_budget, worker_id
+from poolstudy.hpo.budget import (WORKER_ATTR, budget, reclaim_interrupted, register_worker, within_budget,
+                                  worker_id)
 from poolstudy.hpo.reporting import PRUNER_ATTR
 from poolstudy.hpo.space import describe_space, grid_cells, search_space
 from poolstudy.hpo.storage import mask_password, open_storage, refuse_written_password, url_for_jobs
@@ -146,6 +147,7 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         }
         study = self._open_study(name, storage, settings)
         reclaim_interrupted(study, storage)
+        register_worker(study)
         study_dir = sweep_dir / name
         status = "complete"
         while True:
