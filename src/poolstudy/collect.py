@@ -59,7 +59,8 @@ def _check_out(out: Path) -> None:
         raise PoolStudyError(f"--out {out}: exists and is not a folder.")
 
 
-def collect(args: argparse.Namespace, argv: list[str]) -> int:
+def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]:
+    """Reads and summarises everything ``args`` names; returns the collection and its output folder."""
     if not 0 < args.alpha < 1:
         raise PoolStudyError(f"--alpha {args.alpha}: must be between 0 and 1 (e.g. 0.05).")
     if args.study and not args.storage:
@@ -86,7 +87,11 @@ def collect(args: argparse.Namespace, argv: list[str]) -> int:
 
     command = shlex.join(["python -m poolstudy.collect", *argv]).replace("'python -m poolstudy.collect'",
                                                                          "python -m poolstudy.collect")
-    collection = Collection(command, list(paths), jobs, cells, summary, studies, flags, list(warnings))
+    return Collection(command, list(paths), jobs, cells, summary, studies, flags, list(warnings)), out
+
+
+def collect(args: argparse.Namespace, argv: list[str]) -> int:
+    collection, out = gather(args, argv)
     summary_md, files = write_outputs(collection, out, with_plots=not args.no_plots)
     if not args.quiet:
         print(summary_md, end="")
