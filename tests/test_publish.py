@@ -1,6 +1,4 @@
-"""RESULTS.md blocks: rewritten from records by the collector, and --check catches any drift.
-
-"""
+"""RESULTS.md blocks: rewritten from records by the collector, and --check catches any drift."""
 
 from __future__ import annotations
 
