@@ -28,6 +28,25 @@ def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
     assert report["peak_memory"]["rss_mb"] > 0 and report["machine"]["torch_threads"] >= 1
 
 
+@pytest.mark.realdata
+def test_speed_options_each_run_the_project_loop(tmp_path, cache_dir, capsys):
+    require_real("MNIST")
+    out = tmp_path / "options.json"
+    code = bench.main(["--options", "channels_last", "bf16_autocast", "fused_adam", "--data", "mnist", "--models",
+                       "maxpool", "--batch-sizes", "32", "--steps", "2", "--reps", "2", "--data-dir",
+                       str(SHARED_DATA), "--cache-dir", str(cache_dir), "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["cases"] == []  # the peer/project/limit table is not run in --options mode
+    (case,) = report["options"]
+    assert list(case["options"]) == ["base", "channels_last", "bf16_autocast", "fused_adam"]
+    for figures in case["options"].values():
+        assert len(figures["runs"]) == 2 and 0 < figures["min"] <= figures["median"] <= figures["max"]
+        assert figures["speedup_vs_base"] == pytest.approx(figures["median"] / case["options"]["base"]["median"])
+        assert figures["first_epoch_s"] > 0
+    assert "channels_last" in capsys.readouterr().out
+
+
 def test_bench_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--steps", "0"])

@@ -186,6 +186,60 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
     }
 
 
+# ---------------------------------------------------------------- speed options
+
+SPEED_OPTIONS = ("base", "channels_last", "bf16_autocast", "compile", "fused_adam")
+
+
+def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_size: int,
+                 device: torch.device) -> Callable[[], int]:
+    """The project's train_epoch with one speed option switched on; returns the timed callable."""
+    model, optimizer = _fresh(model_name, raw.train_x.shape[1], device)
+    fmt = torch.channels_last if option == "channels_last" else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    if option == "fused_adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    forward = torch.compile(model) if option == "compile" else model
+    batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
+                            Normalizer(*DATASETS[data], device, memory_format=fmt), shuffle=True,
+                            generator=torch.Generator().manual_seed(0))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=option == "bf16_autocast")
+
+    def run() -> int:
+        with autocast:
+            train_epoch(forward, batches, optimizer, progress=False)
+        return n
+
+    return run
+
+
+def bench_options(data: str, model_name: str, batch_size: int, raw, steps: int, reps: int,
+                  device: torch.device, options: list[str] = list(SPEED_OPTIONS)) -> dict:
+    """images/s of the project loop under each speed option, repetitions interleaved so that drift in
+    the machine's speed hits every option alike; compile and warm-up time are excluded."""
+    n = steps * batch_size
+    loops, warmup = {}, {}
+    for option in options:
+        start = time.perf_counter()
+        loops[option] = _option_loop(option, data, model_name, raw, n, batch_size, device)
+        loops[option]()
+        warmup[option] = time.perf_counter() - start
+    rates: dict[str, list[float]] = {option: [] for option in options}
+    for _ in range(reps):
+        for option, run in loops.items():
+            _sync(device)
+            start = time.perf_counter()
+            images = run()
+            _sync(device)
+            rates[option].append(images / (time.perf_counter() - start))
+    base = statistics.median(rates["base"])
+    return {"data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
+            "options": {option: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r,
+                                 "speedup_vs_base": statistics.median(r) / base,
+                                 "first_epoch_s": warmup[option]}
+                        for option, r in rates.items()}}
+
+
 def peak_memory(device: torch.device) -> dict:
     peak = {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == "cuda":
@@ -255,6 +309,21 @@ def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
     return report
 
 
+def _run_options(args: argparse.Namespace, raws: dict, device: torch.device, options: list[str]) -> list[dict]:
+    print(f"{'data':<8} {'model':<8} {'batch':>5} | " + " ".join(f"{o:>13}" for o in options)
+          + f"   (images/s, median of {args.reps}; speed-up vs base)")
+    cases = []
+    for data in args.data:
+        for model_name in args.models:
+            for bs in args.batch_sizes:
+                case = bench_options(data, model_name, bs, raws[data], args.steps, args.reps, device, options)
+                cases.append(case)
+                cells = " ".join(f"{o['median']:>6.0f} ({o['speedup_vs_base']:.2f})"
+                                 for o in case["options"].values())
+                print(f"{data:<8} {model_name:<8} {bs:>5} | {cells}", flush=True)
+    return cases
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poolstudy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=sorted(DATASETS))
@@ -273,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                              "and the peak RSS of one MNIST and one CIFAR-10 job")
     parser.add_argument("--sweep-epochs", type=int, default=1)
     parser.add_argument("--skip-loop", action="store_true", help="only the --sweeps part")
+    parser.add_argument("--options", nargs="*", choices=SPEED_OPTIONS, metavar="OPTION",
+                        help=f"instead of peer/project/limit: the project loop under these speed options "
+                             f"(default: all of {', '.join(SPEED_OPTIONS)}; base always)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.reps < 1 or any(b < 1 for b in args.batch_sizes):
         parser.error("--steps, --reps and --batch-sizes must be >= 1")
@@ -295,8 +367,14 @@ def main(argv: list[str] | None = None) -> int:
             report["sweeps"] = bench_sweeps(Path(work), env, args.sweep_epochs)
     if args.skip_loop:
         args.data = []
-    print(f"{'data':<8} {'model':<8} {'batch':>5} | {'peer w0':>9} {'peer w2':>9} {'project':>9} {'limit':>9} "
-          f"| {'vs peer':>7} {'vs limit':>8}   (images/s, median of {args.reps})")
+    if args.options is not None:
+        options = ["base", *[o for o in SPEED_OPTIONS if o in args.options and o != "base"]] \
+            if args.options else list(SPEED_OPTIONS)
+        report["options"] = _run_options(args, raws, device, options)
+        args.data = []
+    if args.data:
+        print(f"{'data':<8} {'model':<8} {'batch':>5} | {'peer w0':>9} {'peer w2':>9} {'project':>9} {'limit':>9} "
+              f"| {'vs peer':>7} {'vs limit':>8}   (images/s, median of {args.reps})")
     for data in args.data:
         label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
         for model_name in args.models:
