@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from poolstudy.analysis.archive import archive
 from poolstudy.publish import main as publish
 from test_collect import write_job
@@ -115,3 +117,12 @@ def test_archive_keeps_records_and_drops_the_rest(tmp_path):
     assert kept == ["0/.hydra/config.yaml", "0/metrics.json", "1/.hydra/config.yaml", "1/status.json",
                     "multirun.yaml"]
     assert (target / "0" / "metrics.json").read_text() == (source / "0" / "metrics.json").read_text()
+
+
+def test_committed_results_match_committed_records(capsys):
+    """RESULTS.md's tables equal what the collector computes from docs/studies/ today."""
+    report = ROOT / "RESULTS.md"
+    if not report.is_file():
+        pytest.fail("RESULTS.md is missing from the repository root")
+    assert re.search(r"<!-- poolstudy\.collect ", report.read_text())
+    assert publish([str(report), "--check"]) == 0, capsys.readouterr().err

@@ -60,6 +60,22 @@ def test_snapshot_rerun_reproduces_metrics_exactly(run_train, tmp_path):
     assert a["seed"] == b["seed"] == 7
 
 
+@pytest.mark.realdata
+def test_channels_last_option_trains_in_nhwc(run_train, tmp_path):
+    require_real("MNIST")
+    job = tmp_path / "nhwc"
+    proc = run_train("trainer.channels_last=true", *QUICK, "invariance.enabled=false", "checkpoint.keep=true",
+                     f"hydra.run.dir={job}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = load_metrics(job)
+    assert metrics["status"] == "complete" and metrics["test_acc"] > 0.5  # 1,350 images, one epoch: well above 10 %
+    import torch
+
+    state = torch.load(job / "checkpoint.pt", weights_only=False)["model"]
+    conv = next(v for k, v in state.items() if k.endswith("weight") and v.dim() == 4 and v.shape[1] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
 @pytest.mark.slow
 def test_cifar10_path_on_test_made_jpeg_archive(run_train, tmp_path):
     folder = make_image_folder(tmp_path / "src" / "cifar10-jpeg",

@@ -119,16 +119,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _repeat(run: Callable[[], int], reps: int, device: torch.device) -> list[float]:
-    """images/s of ``reps`` timed calls of ``run`` (which returns images processed), after one warm-up."""
-    run()
-    rates = []
+def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.device) -> dict[str, list[float]]:
+    """images/s of ``reps`` timed calls of each run (which returns images processed), after one warm-up
+    call each. The runs take turns within each repetition, so a drift in the machine's speed (turbo,
+    caches, another process) hits all of them alike instead of whichever happens to run last."""
+    for run in runs.values():
+        run()
+    rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(reps):
-        _sync(device)
-        start = time.perf_counter()
-        images = run()
-        _sync(device)
-        rates.append(images / (time.perf_counter() - start))
+        for name, run in runs.items():
+            _sync(device)
+            start = time.perf_counter()
+            images = run()
+            _sync(device)
+            rates[name].append(images / (time.perf_counter() - start))
     return rates
 
 
@@ -136,43 +140,47 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
                workers: list[int], device: torch.device) -> dict:
     channels = raw.train_x.shape[1]
     n = steps * batch_size
-    results: dict[str, list[float]] = {}
+    runs: dict[str, Callable[[], int]] = {}
 
-    model, optimizer = _fresh(model_name, channels, device)
-    x = TensorBatches(raw.train_x[:batch_size].to(device), raw.train_y[:batch_size].to(device), batch_size,
-                      Normalizer(*DATASETS[data], device))
-    xb, yb = next(iter(x))
+    limit_model, limit_optimizer = _fresh(model_name, channels, device)
+    one = TensorBatches(raw.train_x[:batch_size].to(device), raw.train_y[:batch_size].to(device), batch_size,
+                        Normalizer(*DATASETS[data], device))
+    xb, yb = next(iter(one))
 
     def limit() -> int:
         for _ in range(steps):
-            _step(model, optimizer, xb, yb)
+            _step(limit_model, limit_optimizer, xb, yb)
         return n
 
-    results["limit"] = _repeat(limit, reps, device)
+    runs["limit"] = limit
 
     model, optimizer = _fresh(model_name, channels, device)
     batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
                             Normalizer(*DATASETS[data], device), shuffle=True,
                             generator=torch.Generator().manual_seed(0))
-    results["project"] = _repeat(lambda: (train_epoch(model, batches, optimizer, progress=False), n)[1], reps, device)
+    runs["project"] = lambda: (train_epoch(model, batches, optimizer, progress=False), n)[1]
 
     dataset = _peer_dataset(data, raw, peer_root)
+    loaders = []
     for w in workers:
-        model, optimizer = _fresh(model_name, channels, device)
+        peer_model, peer_optimizer = _fresh(model_name, channels, device)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=w,
                                              persistent_workers=w > 0, pin_memory=device.type == "cuda")
+        loaders.append(loader)
 
-        def peer(loader=loader) -> int:
+        def peer(loader=loader, peer_model=peer_model, peer_optimizer=peer_optimizer) -> int:
             seen = 0
             for i, (xp, yp) in enumerate(loader):
                 if i == steps:
                     break
-                _step(model, optimizer, xp.to(device, non_blocking=True), yp.to(device, non_blocking=True))
+                _step(peer_model, peer_optimizer, xp.to(device, non_blocking=True), yp.to(device, non_blocking=True))
                 seen += len(yp)
             return seen
 
-        results[f"peer_w{w}"] = _repeat(peer, reps, device)
-        del loader
+        runs[f"peer_w{w}"] = peer
+
+    results = _interleaved(runs, reps, device)
+    del loaders
 
     summary = {name: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r}
                for name, r in results.items()}
@@ -224,14 +232,7 @@ def bench_options(data: str, model_name: str, batch_size: int, raw, steps: int, 
         loops[option] = _option_loop(option, data, model_name, raw, n, batch_size, device)
         loops[option]()
         warmup[option] = time.perf_counter() - start
-    rates: dict[str, list[float]] = {option: [] for option in options}
-    for _ in range(reps):
-        for option, run in loops.items():
-            _sync(device)
-            start = time.perf_counter()
-            images = run()
-            _sync(device)
-            rates[option].append(images / (time.perf_counter() - start))
+    rates = _interleaved(loops, reps, device)
     base = statistics.median(rates["base"])
     return {"data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
             "options": {option: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r,

@@ -50,10 +50,13 @@ class Block:
 
 def find_blocks(text: str, report: Path) -> list[Block]:
     blocks = [Block(m["args"], m["body"], m.start("body"), m.end("body")) for m in BLOCK.finditer(text)]
-    if text.count(BEGIN) != len(blocks) or text.count(END) != len(blocks):
-        raise PoolStudyError(f"{report}: {text.count(BEGIN)} '{BEGIN.strip()} ...' and {text.count(END)} "
-                             f"'{END}' markers make {len(blocks)} complete blocks; each opening marker (on a "
-                             "line of its own) needs a closing one on a later line.")
+    lines = text.splitlines()
+    begins = sum(line.startswith(BEGIN) for line in lines)
+    ends = sum(line.startswith(END) for line in lines)
+    if begins != len(blocks) or ends != len(blocks):
+        raise PoolStudyError(f"{report}: {begins} '{BEGIN.strip()} ...' and {ends} '{END}' markers make "
+                             f"{len(blocks)} complete blocks; each opening marker (on a line of its own) needs "
+                             "a closing one on a later line.")
     return blocks
 
 

@@ -125,6 +125,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     params, macs = count_params(model), count_macs(model, data.image_shape)
     log.info("Model %s / %s:\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs))
     model.to(device)
+    if trainer.get("channels_last", False):
+        model.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
 
     optimizer = instantiate(cfg.optimizer)(model.parameters())  # _partial_: true
     generator = torch.Generator().manual_seed(int(cfg.seed))
