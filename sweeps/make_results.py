@@ -37,10 +37,15 @@ BUDGET = ["dataset.train_subset=10000", "trainer.epochs=3"]
 HPO = ["hparams_search=optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2"]
 ZOO = "maxpool,avgpool,lppool,blurpool,strided,conv,convpool,none"
 ZOO_TUNED = 2  # the zoo's best operators (by validation accuracy) tuned besides maxpool and strided
+ALLCNN_BUDGET = ["trainer.epochs=4"]  # on top of the sweep file's width 0.25 and 10,000 images
 
 
 def _sweep(folder: str) -> str:
     return f"hydra.sweep.dir={OUTPUTS / folder}"
+
+
+def _zoo_tuning(models: str) -> list[str]:
+    return [*HPO, f"model={models}", "dataset=mnist,fashion_mnist", *BUDGET, *CPU, _sweep("operator_zoo/hpo")]
 
 
 def _zoo_best(n: int) -> str:
@@ -78,8 +83,7 @@ STUDIES: dict[str, list] = {
     "operator_zoo": [
         [f"model={ZOO}", "dataset=mnist,fashion_mnist", "seed=0,1,2", *BUDGET, *CPU,
          _sweep("operator_zoo/defaults")],
-        lambda: [*HPO, f"model={_zoo_best(ZOO_TUNED)}", "dataset=mnist,fashion_mnist", *BUDGET, *CPU,
-                 _sweep("operator_zoo/hpo")],
+        lambda: _zoo_tuning(_zoo_best(ZOO_TUNED)),
     ],
     # 3. kernel size x stride on Fashion-MNIST (invalid cells are recorded, not crashed)
     "kernel_stride_grid": [
@@ -87,7 +91,7 @@ STUDIES: dict[str, list] = {
     ],
     # 4. Springenberg et al.'s Model C family on CIFAR-10 (the sweep file's reduced width and data)
     "allcnn_c_family": [
-        ["+sweeps=allcnn_c_family", "trainer.epochs=4", *CPU, _sweep("allcnn_c_family")],
+        ["+sweeps=allcnn_c_family", *ALLCNN_BUDGET, *CPU, _sweep("allcnn_c_family")],
     ],
 }
 
@@ -157,10 +161,9 @@ def main() -> None:
     if args.list:
         for name in names:
             for step in STUDIES[name]:
-                argv = [*TRAIN, *step] if not callable(step) else [*TRAIN, *HPO, "model=<the zoo's best two>",
-                                                                     "dataset=mnist,fashion_mnist", *BUDGET, *CPU, _sweep("operator_zoo/hpo")]
+                argv = [*TRAIN, *(_zoo_tuning("<the zoo's best two>") if callable(step) else step)]
                 if args.gpu:
-                    argv = [a for a in argv if a not in BUDGET + CPU and a != "trainer.epochs=4"]
+                    argv = [a for a in argv if a not in BUDGET + CPU + ALLCNN_BUDGET]
                     argv.append("trainer.device=cuda")
                     if name == "allcnn_c_family":  # the paper's width, data and epochs
                         argv += ["model.width=1.0", "dataset.train_subset=null", "trainer.epochs=100"]

@@ -119,11 +119,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.device) -> dict[str, list[float]]:
+def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.device,
+                 warm_up: bool = True) -> dict[str, list[float]]:
     """images/s of ``reps`` timed calls of each run (which returns images processed), after one warm-up
-    call each. The runs take turns within each repetition, so a drift in the machine's speed (turbo,
-    caches, another process) hits all of them alike instead of whichever happens to run last."""
-    for run in runs.values():
+    call each unless the caller made it. The runs take turns within each repetition, so a drift in the
+    machine's speed (turbo, caches, another process) hits all of them alike instead of whichever
+    happens to run last."""
+    for run in runs.values() if warm_up else ():
         run()
     rates: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(reps):
@@ -203,13 +205,13 @@ def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_siz
                  device: torch.device) -> Callable[[], int]:
     """The project's train_epoch with one speed option switched on; returns the timed callable."""
     model, optimizer = _fresh(model_name, raw.train_x.shape[1], device)
-    fmt = torch.channels_last if option == "channels_last" else torch.contiguous_format
-    model = model.to(memory_format=fmt)
+    if option == "channels_last":  # what trainer.channels_last does: the weights' layout, inputs as they are
+        model.to(memory_format=torch.channels_last)
     if option == "fused_adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     forward = torch.compile(model) if option == "compile" else model
     batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
-                            Normalizer(*DATASETS[data], device, memory_format=fmt), shuffle=True,
+                            Normalizer(*DATASETS[data], device), shuffle=True,
                             generator=torch.Generator().manual_seed(0))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=option == "bf16_autocast")
 
@@ -232,7 +234,7 @@ def bench_options(data: str, model_name: str, batch_size: int, raw, steps: int, 
         loops[option] = _option_loop(option, data, model_name, raw, n, batch_size, device)
         loops[option]()
         warmup[option] = time.perf_counter() - start
-    rates = _interleaved(loops, reps, device)
+    rates = _interleaved(loops, reps, device, warm_up=False)  # the timed first epochs were the warm-up
     base = statistics.median(rates["base"])
     return {"data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
             "options": {option: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r,

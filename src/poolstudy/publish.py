@@ -67,7 +67,8 @@ def _block_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(block: Block, report: Path) -> argparse.Namespace:
+def _parse(block: Block, report: Path) -> tuple[argparse.Namespace, list[str]]:
+    """The block's arguments, and its words without --figures (what the collector itself was given)."""
     words = shlex.split(block.args)
     try:
         args = _block_parser().parse_args(words)
@@ -77,7 +78,9 @@ def _parse(block: Block, report: Path) -> argparse.Namespace:
     if args.out is None:
         raise PoolStudyError(f"{report}: block '{block.args}': needs --out FOLDER for its figures and tables.")
     args.quiet = True
-    return args
+    collector_words = [w for i, w in enumerate(words)
+                       if w != "--figures" and (i == 0 or words[i - 1] != "--figures")]
+    return args, collector_words
 
 
 def _demote(markdown: str) -> str:
@@ -98,10 +101,7 @@ def _study_line(folder: Path) -> str | None:
 
 def render(block: Block, report: Path, figures_dir: Path | None) -> str:
     """The block's body from the collector; figures go into ``figures_dir`` (the block's --out if None)."""
-    args = _parse(block, report)
-    words = shlex.split(block.args)
-    collector_words = [w for i, w in enumerate(words)
-                       if w != "--figures" and (i == 0 or words[i - 1] != "--figures")]
+    args, collector_words = _parse(block, report)
     collection, out = collect.gather(args, collector_words)
     link_root = out
     if figures_dir is not None:

@@ -14,16 +14,14 @@ import torch
 class Normalizer:
     """uint8 -> float32 ``(x / 255 - mean) / std`` per channel, folded into one multiply-add."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device):
         mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.scale = 1.0 / (255.0 * std_t)
         self.shift = -mean_t / std_t
-        self.memory_format = memory_format
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, x.float(), self.scale).contiguous(memory_format=self.memory_format)
+        return torch.addcmul(self.shift, x.float(), self.scale)
 
 
 class TensorBatches:
