@@ -20,11 +20,13 @@ def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
     assert [(c["model"], c["batch_size"]) for c in report["cases"]] == [("maxpool", 32), ("strided", 32)]
     for case in report["cases"]:
         ips = case["images_per_s"]
-        assert set(ips) == {"peer_w0", "project", "limit"}
+        assert set(ips) == {"peer_w0", "peer_w0_same_settings", "project", "limit"}
         for figures in ips.values():
             assert len(figures["runs"]) == 2 and figures["min"] > 0 and figures["min"] <= figures["median"] <= figures["max"]
         assert case["ratio_vs_peer"] == pytest.approx(ips["project"]["median"] / ips["peer_w0"]["median"])
         assert case["ratio_vs_limit"] == pytest.approx(ips["project"]["median"] / ips["limit"]["median"])
+        assert case["ratio_vs_peer_same_settings"] == pytest.approx(
+            ips["project"]["median"] / ips["peer_w0_same_settings"]["median"])
     assert report["peak_memory"]["rss_mb"] > 0 and report["machine"]["torch_threads"] >= 1
 
 
@@ -32,19 +34,37 @@ def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
 def test_speed_options_each_run_the_project_loop(tmp_path, cache_dir, capsys):
     require_real("MNIST")
     out = tmp_path / "options.json"
-    code = bench.main(["--options", "channels_last", "bf16_autocast", "fused_adam", "--data", "mnist", "--models",
+    code = bench.main(["--options", "channels_last", "bf16_autocast", "fused", "train_defaults", "--data", "mnist", "--models",
                        "maxpool", "--batch-sizes", "32", "--steps", "2", "--reps", "2", "--data-dir",
                        str(SHARED_DATA), "--cache-dir", str(cache_dir), "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert report["cases"] == []  # the peer/project/limit table is not run in --options mode
     (case,) = report["options"]
-    assert list(case["options"]) == ["base", "channels_last", "bf16_autocast", "fused_adam"]
+    assert list(case["options"]) == ["base", "channels_last", "fused", "bf16_autocast", "train_defaults"]
     for figures in case["options"].values():
         assert len(figures["runs"]) == 2 and 0 < figures["min"] <= figures["median"] <= figures["max"]
         assert figures["speedup_vs_base"] == pytest.approx(figures["median"] / case["options"]["base"]["median"])
         assert figures["first_epoch_s"] > 0
     assert "channels_last" in capsys.readouterr().out
+
+
+def test_project_is_set_up_as_train_py_and_the_peer_as_a_plain_script():
+    import torch
+
+    cfg = bench.job_config("maxpool", "mnist")
+    project_model, project_optimizer = bench._set_up(cfg, 1, torch.device("cpu"))
+    peer_model, peer_optimizer = bench._set_up(cfg, 1, torch.device("cpu"), as_train_py=False)
+    # the same architecture with the same initial weights
+    assert [p.shape for p in project_model.parameters()] == [p.shape for p in peer_model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(project_model.parameters(), peer_model.parameters()))
+    conv = project_model.conv2[0].weight
+    assert cfg.trainer.channels_last == "auto" and conv.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.is_contiguous()
+    assert peer_model.conv2[0].weight.is_contiguous()
+    assert type(project_optimizer) is type(peer_optimizer)
+    assert project_optimizer.defaults["fused"] is True and peer_optimizer.defaults["fused"] is None
+    assert project_optimizer.defaults["lr"] == peer_optimizer.defaults["lr"] == cfg.optimizer.lr
 
 
 def test_bench_rejects_bad_arguments(capsys):

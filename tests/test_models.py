@@ -106,3 +106,30 @@ def test_create_model_errors_name_the_key():
         create_model("resnet", in_channels=1, num_classes=10, downsample=SEED_MAXPOOL)
     with pytest.raises(PoolStudyError, match="does not fit architecture 'lenet'"):
         create_model("lenet", in_channels=1, num_classes=10, downsample=SEED_MAXPOOL, depth=3)
+
+
+def test_fast_cpu_dropout_keeps_torch_dropouts_distribution_and_gradient():
+    from poolstudy.models.layers import FastCPUDropout
+
+    torch.manual_seed(0)
+    layer = FastCPUDropout(0.4)
+    x = torch.rand(400, 500) + 0.5  # no zeros, so a zero output means "dropped"
+    x.requires_grad_(True)
+    y = layer(x)
+    kept = y != 0
+    # 200,000 Bernoulli(0.6) draws: the kept fraction is within 0.005 of 0.6 (over 4.5 standard deviations)
+    assert abs(kept.float().mean().item() - 0.6) < 0.005
+    assert torch.allclose(y[kept], x[kept] / 0.6)
+    y.sum().backward()
+    assert torch.allclose(x.grad, kept.float() / 0.6)
+    assert torch.equal(layer.eval()(x), x)  # evaluation: identity, as nn.Dropout
+    assert isinstance(layer, torch.nn.Dropout) and repr(layer) == "FastCPUDropout(p=0.4, inplace=False)"
+    assert torch.equal(FastCPUDropout(0.0)(x), x) and not FastCPUDropout(1.0)(x).any()
+
+
+def test_lenet_dropout_is_the_fast_cpu_one():
+    from poolstudy.models.layers import FastCPUDropout
+
+    net = LeNet(1, 10, {"type": "maxpool", "kernel_size": 2, "stride": 2})
+    dropouts = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == 1 and type(dropouts[0]) is FastCPUDropout and dropouts[0].p == 0.4

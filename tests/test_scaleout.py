@@ -20,6 +20,16 @@ from poolstudy.training import placement
 from poolstudy.training.run import resolve_device
 
 
+@pytest.mark.parametrize("setting,device,expected", [
+    ("auto", "cpu", True), ("auto", "cuda", False), ("auto", "mps", False),
+    (True, "cuda", True), (False, "cpu", False),
+])
+def test_channels_last_auto_means_the_cpu_only(setting, device, expected):
+    import torch
+
+    assert placement.uses_channels_last(setting, torch.device(device)) is expected
+
+
 def test_job_numbers_go_round_robin_over_the_visible_gpus():
     assert [placement.cuda_index_for_job(n, 4) for n in range(6)] == [0, 1, 2, 3, 0, 1]
     assert [placement.cuda_index_for_job(n, 1) for n in range(3)] == [0, 0, 0]  # the launcher picked the GPU

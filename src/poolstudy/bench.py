@@ -7,13 +7,20 @@ For each (data, model, batch size) it measures, in one process, with the same mo
 count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` training steps:
 
 1. ``peer_w0`` / ``peer_w2``: the pytorch/examples style — a torchvision dataset class with
-   per-sample ``ToTensor`` + ``Normalize`` behind a shuffling ``DataLoader`` (0 and 2 workers);
+   per-sample ``ToTensor`` + ``Normalize`` behind a shuffling ``DataLoader`` (0 and 2 workers),
+   training the same model as a plain script would hold it: NCHW, the optimizer at torch's
+   defaults;
 2. ``project``: :func:`poolstudy.training.loop.train_epoch` over device-resident batches,
-   the very function ``train.py`` runs;
-3. ``limit``: forward + backward + optimizer step repeated on one pre-loaded batch.
+   the very function ``train.py`` runs, on the model and optimizer as ``train.py`` sets them up
+   from its default config (``trainer.channels_last``, ``optimizer.fused``);
+3. ``limit``: forward + backward + optimizer step of that same set-up, repeated on one
+   pre-loaded batch;
+4. ``peer_w0_same_settings``: the peer's data pipeline (0 workers) feeding the project's set-up,
+   which separates what the data path gains from what the model settings gain.
 
 It prints images/s (median and min–max over repetitions) and the ratios project/peer (best
-peer) and project/limit, plus peak RSS (and peak GPU memory where present).
+peer), project/peer with the same settings and project/limit, plus peak RSS (and peak GPU
+memory where present).
 """
 
 from __future__ import annotations
@@ -33,19 +40,20 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 
 from poolstudy.data import load_raw
 from poolstudy.data.catalogue import CIFAR_JPEG_LABEL
 from poolstudy.data.loader import Normalizer, TensorBatches
 from poolstudy.errors import PoolStudyError
-from poolstudy.models import LeNet
 from poolstudy.training.loop import train_epoch
+from poolstudy.training.placement import place_model
+from poolstudy.training.run import build_model
 from poolstudy.utils.io import atomic_write_json
 
-MODELS = {
-    "maxpool": {"type": "maxpool", "kernel_size": 2, "stride": 2, "padding": 0},
-    "strided": {"type": "strided", "kernel_size": 5, "stride": 2},
-}
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = ROOT / "conf"
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 DATASETS = {"mnist": ((0.1307,), (0.3081,)), "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
 
 
@@ -108,10 +116,27 @@ def _step(model, optimizer, x, y) -> None:
     optimizer.step()
 
 
-def _fresh(model_name: str, channels: int, device: torch.device):
+def job_config(model_name: str, data: str):
+    """``train.py``'s composed config for ``model=<model_name> dataset=<data>``, defaults otherwise."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"model={model_name}", f"dataset={data}"])
+
+
+def _set_up(cfg, channels: int, device: torch.device, as_train_py: bool = True,
+            channels_last: bool | str | None = None, fused: bool | None = None):
+    """(model, optimizer), seeded alike. ``as_train_py``: laid out and configured as ``train.py``
+    does it; otherwise as a plain script holds them (NCHW, the optimizer at torch's defaults).
+    ``channels_last`` / ``fused`` override either."""
     torch.manual_seed(0)
-    model = LeNet(channels, 10, MODELS[model_name]).to(device)
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = build_model(cfg, channels, 10)
+    if channels_last is None:
+        channels_last = cfg.trainer.channels_last if as_train_py else False
+    place_model(model, channels_last, device)
+    if fused is None and as_train_py:
+        fused = cfg.optimizer.get("fused")
+    return model, instantiate(cfg.optimizer, fused=fused)(model.parameters())
 
 
 def _sync(device: torch.device) -> None:
@@ -141,10 +166,11 @@ def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.de
 def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path, steps: int, reps: int,
                workers: list[int], device: torch.device) -> dict:
     channels = raw.train_x.shape[1]
+    cfg = job_config(model_name, data)
     n = steps * batch_size
     runs: dict[str, Callable[[], int]] = {}
 
-    limit_model, limit_optimizer = _fresh(model_name, channels, device)
+    limit_model, limit_optimizer = _set_up(cfg, channels, device)
     one = TensorBatches(raw.train_x[:batch_size].to(device), raw.train_y[:batch_size].to(device), batch_size,
                         Normalizer(*DATASETS[data], device))
     xb, yb = next(iter(one))
@@ -156,7 +182,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
 
     runs["limit"] = limit
 
-    model, optimizer = _fresh(model_name, channels, device)
+    model, optimizer = _set_up(cfg, channels, device)
     batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
                             Normalizer(*DATASETS[data], device), shuffle=True,
                             generator=torch.Generator().manual_seed(0))
@@ -164,8 +190,9 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
 
     dataset = _peer_dataset(data, raw, peer_root)
     loaders = []
-    for w in workers:
-        peer_model, peer_optimizer = _fresh(model_name, channels, device)
+    peers = [(f"peer_w{w}", w, False) for w in workers] + [("peer_w0_same_settings", 0, True)]
+    for name, w, as_train_py in peers:
+        peer_model, peer_optimizer = _set_up(cfg, channels, device, as_train_py)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=w,
                                              persistent_workers=w > 0, pin_memory=device.type == "cuda")
         loaders.append(loader)
@@ -179,7 +206,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
                 seen += len(yp)
             return seen
 
-        runs[f"peer_w{w}"] = peer
+        runs[name] = peer
 
     results = _interleaved(runs, reps, device)
     del loaders
@@ -191,24 +218,25 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
         "data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
         "images_per_s": summary,
         "ratio_vs_peer": summary["project"]["median"] / best_peer,
-        "ratio_vs_peer_w0": summary["project"]["median"] / summary["peer_w0"]["median"],
+        "ratio_vs_peer_same_settings": summary["project"]["median"] / summary["peer_w0_same_settings"]["median"],
         "ratio_vs_limit": summary["project"]["median"] / summary["limit"]["median"],
     }
 
 
 # ---------------------------------------------------------------- speed options
 
-SPEED_OPTIONS = ("base", "channels_last", "bf16_autocast", "compile", "fused_adam")
+SPEED_OPTIONS = ("base", "channels_last", "fused", "bf16_autocast", "compile", "train_defaults")
 
 
 def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_size: int,
                  device: torch.device) -> Callable[[], int]:
-    """The project's train_epoch with one speed option switched on; returns the timed callable."""
-    model, optimizer = _fresh(model_name, raw.train_x.shape[1], device)
-    if option == "channels_last":  # what trainer.channels_last does: the weights' layout, inputs as they are
-        model.to(memory_format=torch.channels_last)
-    if option == "fused_adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    """The project's train_epoch on the plain set-up (NCHW, torch's optimizer defaults) with one
+    speed option switched on, or on train.py's own set-up (``train_defaults``); returns the timed
+    callable."""
+    cfg = job_config(model_name, data)
+    model, optimizer = _set_up(cfg, raw.train_x.shape[1], device, as_train_py=option == "train_defaults",
+                               channels_last=True if option == "channels_last" else None,
+                               fused=True if option == "fused" else None)
     forward = torch.compile(model) if option == "compile" else model
     batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
                             Normalizer(*DATASETS[data], device), shuffle=True,
@@ -259,8 +287,6 @@ def machine(device: torch.device) -> dict:
 
 
 # ---------------------------------------------------------------- whole jobs and sweeps
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_train(args: list[str], env: dict) -> tuple[float, float]:
@@ -330,7 +356,7 @@ def _run_options(args: argparse.Namespace, raws: dict, device: torch.device, opt
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poolstudy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=sorted(DATASETS))
-    parser.add_argument("--models", nargs="+", default=["maxpool", "strided"], choices=sorted(MODELS))
+    parser.add_argument("--models", nargs="+", default=["maxpool", "strided"], choices=MODELS)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--steps", type=int, default=60, help="training steps per repetition")
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (after one warm-up)")
@@ -376,8 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         report["options"] = _run_options(args, raws, device, options)
         args.data = []
     if args.data:
-        print(f"{'data':<8} {'model':<8} {'batch':>5} | {'peer w0':>9} {'peer w2':>9} {'project':>9} {'limit':>9} "
-              f"| {'vs peer':>7} {'vs limit':>8}   (images/s, median of {args.reps})")
+        peer_heads = " ".join(f"{f'peer w{w}':>9}" for w in args.workers)
+        print(f"{'data':<8} {'model':<8} {'batch':>5} | {peer_heads} {'peer w0*':>9} {'project':>9} {'limit':>9} "
+              f"| {'vs peer':>7} {'vs peer*':>8} {'vs limit':>8}   (images/s, median of {args.reps}; "
+              f"* = the project's model settings)")
     for data in args.data:
         label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
         for model_name in args.models:
@@ -388,9 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                 cases.append(case)
                 ips = case["images_per_s"]
                 peers = " ".join(f"{ips[f'peer_w{w}']['median']:>9.0f}" for w in args.workers)
-                print(f"{data:<8} {model_name:<8} {bs:>5} | {peers} {ips['project']['median']:>9.0f} "
-                      f"{ips['limit']['median']:>9.0f} | {case['ratio_vs_peer']:>7.2f} {case['ratio_vs_limit']:>8.2f}",
-                      flush=True)
+                print(f"{data:<8} {model_name:<8} {bs:>5} | {peers} {ips['peer_w0_same_settings']['median']:>9.0f} "
+                      f"{ips['project']['median']:>9.0f} {ips['limit']['median']:>9.0f} | {case['ratio_vs_peer']:>7.2f} "
+                      f"{case['ratio_vs_peer_same_settings']:>8.2f} {case['ratio_vs_limit']:>8.2f}", flush=True)
     report.update({"cases": cases, "peak_memory": peak_memory(device)})
     print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
     if args.json:

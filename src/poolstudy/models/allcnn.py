@@ -18,6 +18,7 @@ from torch import nn
 
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.downsample import Downsample, conv_stage, create_downsample
+from poolstudy.models.layers import FastCPUDropout
 
 #: The paper's 3x3 pool with stride 2 (and its strided/extra convolutions). Padding 1 gives the
 #: paper's 6x6 maps before global averaging on 32x32 inputs (32 -> 16 -> 8 -> valid 3x3 -> 6).
@@ -64,7 +65,7 @@ class AllCNNC(nn.Module):
             head = [*first, nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
             return nn.Sequential(*head, *conv_stage(cout, cout, 3, 1, ds, norm=False, dropout=dropout))
 
-        self.conv1 = stage(in_channels, c1, [nn.Dropout(input_dropout)] if input_dropout > 0 else [])
+        self.conv1 = stage(in_channels, c1, [FastCPUDropout(input_dropout)] if input_dropout > 0 else [])
         self.conv2 = stage(c1, c2, [])
         self.conv3 = nn.Sequential(nn.Conv2d(c2, c2, 3), nn.ReLU(), nn.Conv2d(c2, c2, 1), nn.ReLU())
         self.classifier = nn.Sequential(nn.Conv2d(c2, num_classes, 1), *([nn.ReLU()] if class_relu else []))

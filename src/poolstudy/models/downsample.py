@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from poolstudy.errors import PoolStudyError
-from poolstudy.models.layers import BinomialBlur, FractionalMaxPool
+from poolstudy.models.layers import BinomialBlur, FastCPUDropout, FractionalMaxPool
 
 DOWNSAMPLERS: dict[str, type[Downsample]] = {}
 
@@ -279,5 +279,5 @@ def conv_stage(
     layers.append(nn.ReLU())
     layers.extend(downsample.layers(out_channels))
     if dropout > 0:
-        layers.append(nn.Dropout(dropout))
+        layers.append(FastCPUDropout(dropout))
     return nn.Sequential(*layers)

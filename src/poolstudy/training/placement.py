@@ -1,4 +1,4 @@
-"""Which GPU a job uses when ``trainer.device=auto``.
+"""Where a job's model lives: which GPU when ``trainer.device=auto``, and in which memory layout.
 
 Launchers that run several jobs at once on one machine (joblib, submitit_local with
 ``gpus_per_node`` = all GPUs, several HPO workers) give every job the same visible GPUs, so
@@ -6,6 +6,10 @@ every job would otherwise train on cuda:0. A multirun job therefore takes
 cuda:<job number mod visible GPUs>. A launcher that does assign GPUs (SLURM with
 ``gpus_per_node=1``, ``CUDA_VISIBLE_DEVICES`` per job) leaves one visible device, and the
 rule then picks it.
+
+``trainer.channels_last=auto`` stores conv weights (and so every conv output) in NHWC on the
+CPU, where ``python -m poolstudy.bench --options`` measured it faster for the max-pool LeNet
+and no slower for the strided one; on CUDA and MPS it stays NCHW until measured there.
 """
 
 from __future__ import annotations
@@ -47,3 +51,18 @@ def auto_cuda_device() -> torch.device:
     if torch.cuda.device_count() > 1:
         log.info("Job placed on %s of %d visible GPUs", device, torch.cuda.device_count())
     return device
+
+
+def uses_channels_last(setting: bool | str, device: torch.device) -> bool:
+    """``trainer.channels_last``: true, false, or auto (on for the CPU only)."""
+    if setting == "auto":
+        return device.type == "cpu"
+    return bool(setting)
+
+
+def place_model(model: torch.nn.Module, channels_last: bool | str, device: torch.device) -> torch.nn.Module:
+    """Move ``model`` to ``device`` in the layout ``channels_last`` asks for; returns it."""
+    model.to(device)
+    if uses_channels_last(channels_last, device):
+        model.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
+    return model

@@ -19,13 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from poolstudy.analysis.invariance import invariance_metrics
 from poolstudy.config_checks import check_config
-from poolstudy.data import DataSplits, load_splits
+from poolstudy.data import load_splits
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.summary import count_macs, count_params, format_summary, stage_sizes, trace_shapes
 from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import evaluate, train_epoch
-from poolstudy.training.placement import auto_cuda_device
+from poolstudy.training.placement import auto_cuda_device, place_model
 from poolstudy.training.schedule import build_scheduler
 from poolstudy.utils.environment import environment_record
 from poolstudy.utils.io import atomic_write_json
@@ -73,13 +73,12 @@ def finished_metrics(out_dir: Path) -> dict | None:
     return metrics if metrics.get("status") == "complete" else None
 
 
-def build_model(cfg: DictConfig, data: DataSplits) -> torch.nn.Module:
-    channels, _, _ = data.image_shape
+def build_model(cfg: DictConfig, in_channels: int, num_classes: int) -> torch.nn.Module:
     overrides = {}
     if cfg.model.get("in_channels") is None:
-        overrides["in_channels"] = channels
+        overrides["in_channels"] = in_channels
     if cfg.model.get("num_classes") is None:
-        overrides["num_classes"] = data.num_classes
+        overrides["num_classes"] = num_classes
     try:
         return instantiate(cfg.model, _convert_="all", **overrides)
     except InstantiationException as exc:  # Hydra wraps the model's own "model.x is not valid" errors
@@ -120,13 +119,11 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
              data.source, len(data.train[1]), len(data.val[1]), len(data.test[1]),
              "x".join(map(str, data.image_shape)), data.num_classes)
 
-    model = build_model(cfg, data)
+    model = build_model(cfg, data.image_shape[0], data.num_classes)
     rows = trace_shapes(model, data.image_shape)  # before training: clear error on impossible shapes
     params, macs = count_params(model), count_macs(model, data.image_shape)
     log.info("Model %s / %s:\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs))
-    model.to(device)
-    if trainer.get("channels_last", False):
-        model.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
+    place_model(model, trainer.get("channels_last", False), device)
 
     optimizer = instantiate(cfg.optimizer)(model.parameters())  # _partial_: true
     generator = torch.Generator().manual_seed(int(cfg.seed))
@@ -193,7 +190,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         "hpo": _hpo_record(cfg),
         "environment": environment_record(device),
     })
-    metrics.update(invariance_metrics(cfg, model, data, initial_model=lambda: build_model(cfg, data)))
+    metrics.update(invariance_metrics(cfg, model, data, initial_model=lambda: build_model(cfg, data.image_shape[0], data.num_classes)))
     metrics["job_time_s"] = time.perf_counter() - job_start  # data, build, training, evaluation, probes
     atomic_write_json(out_dir / METRICS_FILE, metrics)
     checkpoint.finish()
