@@ -101,3 +101,27 @@ def test_onecycle_survives_tiny_step_counts(steps):
         if sched:
             sched.step()
     assert all(g["lr"] >= 0 for g in opt.param_groups)
+
+
+def test_git_dirty_means_code_or_config_changed_not_docs(tmp_path, monkeypatch):
+    import subprocess
+
+    from poolstudy.utils import environment
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for path in ("src/a.py", "conf/c.yaml", "README.md"):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text("x\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(environment, "_PROJECT_ROOT", tmp_path)
+    states = []
+    for path in ("README.md", "conf/c.yaml"):
+        (tmp_path / path).write_text("changed\n")
+        environment.git_state.cache_clear()
+        states.append(environment.git_state()["git_dirty"])
+    environment.git_state.cache_clear()
+    assert states == [False, True]

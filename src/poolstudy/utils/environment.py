@@ -21,9 +21,14 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+# What a job's result depends on; edits elsewhere (README, RESULTS.md, archived records) are not "dirty".
+RESULT_PATHS = ("src", "conf", "sweeps", "train.py", "pyproject.toml")
+
+
 @functools.lru_cache(maxsize=1)
 def git_state() -> dict:
-    """Commit and dirty flag of the project checkout, or nulls outside a git tree."""
+    """Commit of the project checkout and whether its code or configs (RESULT_PATHS) differ from it,
+    or nulls outside a git tree."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -32,7 +37,7 @@ def git_state() -> dict:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", *RESULT_PATHS))
         return {"git_commit": commit, "git_dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
