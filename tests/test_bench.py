@@ -34,14 +34,15 @@ def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
 def test_speed_options_each_run_the_project_loop(tmp_path, cache_dir, capsys):
     require_real("MNIST")
     out = tmp_path / "options.json"
-    code = bench.main(["--options", "channels_last", "bf16_autocast", "fused", "train_defaults", "--data", "mnist", "--models",
+    code = bench.main(["--options", "torch_dropout", "channels_last", "bf16_autocast", "fused", "train_defaults", "--data", "mnist", "--models",
                        "maxpool", "--batch-sizes", "32", "--steps", "2", "--reps", "2", "--data-dir",
                        str(SHARED_DATA), "--cache-dir", str(cache_dir), "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert report["cases"] == []  # the peer/project/limit table is not run in --options mode
     (case,) = report["options"]
-    assert list(case["options"]) == ["base", "channels_last", "fused", "bf16_autocast", "train_defaults"]
+    assert list(case["options"]) == ["base", "torch_dropout", "channels_last", "fused", "bf16_autocast",
+                                     "train_defaults"]
     for figures in case["options"].values():
         assert len(figures["runs"]) == 2 and 0 < figures["min"] <= figures["median"] <= figures["max"]
         assert figures["speedup_vs_base"] == pytest.approx(figures["median"] / case["options"]["base"]["median"])
@@ -65,6 +66,20 @@ def test_project_is_set_up_as_train_py_and_the_peer_as_a_plain_script():
     assert type(project_optimizer) is type(peer_optimizer)
     assert project_optimizer.defaults["fused"] is True and peer_optimizer.defaults["fused"] is None
     assert project_optimizer.defaults["lr"] == peer_optimizer.defaults["lr"] == cfg.optimizer.lr
+
+
+def test_torch_dropout_option_swaps_the_layer_only():
+    import torch
+
+    from poolstudy.models.layers import FastCPUDropout
+
+    model, _ = bench._set_up(bench.job_config("maxpool", "mnist"), 1, torch.device("cpu"), as_train_py=False)
+    before = [type(m) for m in model.modules()]
+    bench._with_torch_dropout(model)
+    after = [type(m) for m in model.modules()]
+    assert before.count(FastCPUDropout) == 1 and after.count(FastCPUDropout) == 0
+    assert after == [torch.nn.Dropout if t is FastCPUDropout else t for t in before]
+    assert next(m for m in model.modules() if isinstance(m, torch.nn.Dropout)).p == 0.4
 
 
 def test_bench_rejects_bad_arguments(capsys):

@@ -46,6 +46,7 @@ from poolstudy.data import load_raw
 from poolstudy.data.catalogue import CIFAR_JPEG_LABEL
 from poolstudy.data.loader import Normalizer, TensorBatches
 from poolstudy.errors import PoolStudyError
+from poolstudy.models.layers import FastCPUDropout
 from poolstudy.training.loop import train_epoch
 from poolstudy.training.placement import place_model
 from poolstudy.training.run import build_model
@@ -225,18 +226,28 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
 
 # ---------------------------------------------------------------- speed options
 
-SPEED_OPTIONS = ("base", "channels_last", "fused", "bf16_autocast", "compile", "train_defaults")
+SPEED_OPTIONS = ("base", "torch_dropout", "channels_last", "fused", "bf16_autocast", "compile", "train_defaults")
+
+
+def _with_torch_dropout(model: torch.nn.Module) -> None:
+    """Swap the model's FastCPUDropout layers for torch's own nn.Dropout of the same p."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, FastCPUDropout):
+                setattr(module, name, torch.nn.Dropout(child.p))
 
 
 def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_size: int,
                  device: torch.device) -> Callable[[], int]:
     """The project's train_epoch on the plain set-up (NCHW, torch's optimizer defaults) with one
-    speed option switched on, or on train.py's own set-up (``train_defaults``); returns the timed
-    callable."""
+    speed option switched on (``torch_dropout`` switches the project's dropout back to torch's), or
+    on train.py's own set-up (``train_defaults``); returns the timed callable."""
     cfg = job_config(model_name, data)
     model, optimizer = _set_up(cfg, raw.train_x.shape[1], device, as_train_py=option == "train_defaults",
                                channels_last=True if option == "channels_last" else None,
                                fused=True if option == "fused" else None)
+    if option == "torch_dropout":
+        _with_torch_dropout(model)
     forward = torch.compile(model) if option == "compile" else model
     batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
                             Normalizer(*DATASETS[data], device), shuffle=True,
