@@ -20,11 +20,13 @@ def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
     assert [(c["model"], c["batch_size"]) for c in report["cases"]] == [("maxpool", 32), ("strided", 32)]
     for case in report["cases"]:
         ips = case["images_per_s"]
-        assert set(ips) == {"peer_w0", "peer_w0_same_settings", "project", "limit"}
+        assert set(ips) == {"peer_w0", "peer_w0_same_settings", "project", "limit", "data_path"}
         for figures in ips.values():
             assert len(figures["runs"]) == 2 and figures["min"] > 0 and figures["min"] <= figures["median"] <= figures["max"]
         assert case["ratio_vs_peer"] == pytest.approx(ips["project"]["median"] / ips["peer_w0"]["median"])
         assert case["ratio_vs_limit"] == pytest.approx(ips["project"]["median"] / ips["limit"]["median"])
+        assert case["data_path_share"] == pytest.approx(ips["project"]["median"] / ips["data_path"]["median"])
+        assert 0 < case["data_path_share"] < 1  # the batches alone are faster than training on them
         assert case["ratio_vs_peer_same_settings"] == pytest.approx(
             ips["project"]["median"] / ips["peer_w0_same_settings"]["median"])
     assert report["peak_memory"]["rss_mb"] > 0 and report["machine"]["torch_threads"] >= 1

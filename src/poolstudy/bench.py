@@ -16,7 +16,9 @@ count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` traini
 3. ``limit``: forward + backward + optimizer step of that same set-up, repeated on one
    pre-loaded batch;
 4. ``peer_w0_same_settings``: the peer's data pipeline (0 workers) feeding the project's set-up,
-   which separates what the data path gains from what the model settings gain.
+   which separates what the data path gains from what the model settings gain;
+5. ``data_path``: the project's batches alone (shuffle, slice, normalise), no model; its time
+   over the project's is ``data_path_share``, what the loop adds to the model's own step.
 
 It prints images/s (median and min–max over repetitions) and the ratios project/peer (best
 peer), project/peer with the same settings and project/limit, plus peak RSS (and peak GPU
@@ -189,6 +191,14 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
                             generator=torch.Generator().manual_seed(0))
     runs["project"] = lambda: (train_epoch(model, batches, optimizer, progress=False), n)[1]
 
+    def data_path() -> int:  # the project's batches alone: shuffle, slice, normalise, no model
+        for x, _ in batches:
+            x.sum()  # touch the batch so lazy work cannot hide
+        _sync(device)
+        return n
+
+    runs["data_path"] = data_path
+
     dataset = _peer_dataset(data, raw, peer_root)
     loaders = []
     peers = [(f"peer_w{w}", w, False) for w in workers] + [("peer_w0_same_settings", 0, True)]
@@ -221,6 +231,9 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
         "ratio_vs_peer": summary["project"]["median"] / best_peer,
         "ratio_vs_peer_same_settings": summary["project"]["median"] / summary["peer_w0_same_settings"]["median"],
         "ratio_vs_limit": summary["project"]["median"] / summary["limit"]["median"],
+        # share of the project loop's time its data path takes, timed alone: much less noisy than
+        # project/limit, whose runs each vary by ±10-15 % on a shared VM
+        "data_path_share": summary["project"]["median"] / summary["data_path"]["median"],
     }
 
 
@@ -415,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         peer_heads = " ".join(f"{f'peer w{w}':>9}" for w in args.workers)
         print(f"{'data':<8} {'model':<8} {'batch':>5} | {peer_heads} {'peer w0*':>9} {'project':>9} {'limit':>9} "
-              f"| {'vs peer':>7} {'vs peer*':>8} {'vs limit':>8}   (images/s, median of {args.reps}; "
+              f"| {'vs peer':>7} {'vs peer*':>8} {'vs limit':>8} {'data path':>9}   (images/s, median of {args.reps}; "
               f"* = the project's model settings)")
     for data in args.data:
         label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
@@ -429,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                 peers = " ".join(f"{ips[f'peer_w{w}']['median']:>9.0f}" for w in args.workers)
                 print(f"{data:<8} {model_name:<8} {bs:>5} | {peers} {ips['peer_w0_same_settings']['median']:>9.0f} "
                       f"{ips['project']['median']:>9.0f} {ips['limit']['median']:>9.0f} | {case['ratio_vs_peer']:>7.2f} "
-                      f"{case['ratio_vs_peer_same_settings']:>8.2f} {case['ratio_vs_limit']:>8.2f}", flush=True)
+                      f"{case['ratio_vs_peer_same_settings']:>8.2f} {case['ratio_vs_limit']:>8.2f} "
+                      f"{100 * case['data_path_share']:>8.1f}%", flush=True)
     report.update({"cases": cases, "peak_memory": peak_memory(device)})
     print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
     if args.json:
