@@ -67,9 +67,9 @@ class FastCPUDropout(nn.Dropout):
     kept ones by 1 / (1 - p)), drawn on the CPU as one uniform sample and a comparison.
 
     torch's CPU dropout draws its mask with ``bernoulli_``, which here ran at ~13 ns per element
-    against ~5 ns for ``rand_like``; in the max-pool LeNet at batch 64 that one layer was a fifth
-    of a training step (``python -m poolstudy.bench --options``). Other devices keep torch's own
-    fused kernel.
+    against ~5 ns for ``rand_like``; with torch's layer the LeNets' training steps were 4-15 %
+    slower (``python -m poolstudy.bench --options``, ``torch_dropout``). Other devices keep torch's
+    own fused kernel.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
