@@ -57,7 +57,7 @@ from poolstudy.utils.io import atomic_write_json
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
-DATASETS = {"mnist": ((0.1307,), (0.3081,)), "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
+PEER_DATASETS = ("mnist", "cifar10")  # the datasets torchvision has a class for, i.e. a peer
 
 
 # ---------------------------------------------------------------- peers (torchvision classes)
@@ -69,13 +69,14 @@ def _write_idx(path: Path, array, magic: int) -> None:
         path.write_bytes(header + array.tobytes())
 
 
-def _peer_dataset(name: str, raw, root: Path):
-    """The torchvision dataset class a user would reach for, on the official file layout."""
+def _peer_dataset(cfg, raw, root: Path):
+    """The torchvision dataset class a user would reach for, on the official file layout, normalised
+    with the dataset config's mean and std."""
     import torchvision.datasets as tvd
     import torchvision.transforms as T
 
-    mean, std = DATASETS[name]
-    transform = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    name = cfg.dataset.name
+    transform = T.Compose([T.ToTensor(), T.Normalize(list(cfg.dataset.mean), list(cfg.dataset.std))])
     if name == "mnist":
         raw_dir = root / "MNIST" / "raw"
         raw_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +143,16 @@ def _set_up(cfg, channels: int, device: torch.device, as_train_py: bool = True,
     return model, instantiate(cfg.optimizer, fused=fused)(model.parameters())
 
 
+def _project_batches(cfg, raw, n: int, batch_size: int, device: torch.device,
+                     shuffle: bool = True) -> TensorBatches:
+    """The first n training images as the project's device-resident batches, normalised with the
+    dataset config's mean and std."""
+    normalize = Normalizer(list(cfg.dataset.mean), list(cfg.dataset.std), device)
+    generator = torch.Generator().manual_seed(0) if shuffle else None
+    return TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size, normalize,
+                         shuffle=shuffle, generator=generator)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -174,9 +185,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
     runs: dict[str, Callable[[], int]] = {}
 
     limit_model, limit_optimizer = _set_up(cfg, channels, device)
-    one = TensorBatches(raw.train_x[:batch_size].to(device), raw.train_y[:batch_size].to(device), batch_size,
-                        Normalizer(*DATASETS[data], device))
-    xb, yb = next(iter(one))
+    xb, yb = next(iter(_project_batches(cfg, raw, batch_size, batch_size, device, shuffle=False)))
 
     def limit() -> int:
         for _ in range(steps):
@@ -186,9 +195,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
     runs["limit"] = limit
 
     model, optimizer = _set_up(cfg, channels, device)
-    batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
-                            Normalizer(*DATASETS[data], device), shuffle=True,
-                            generator=torch.Generator().manual_seed(0))
+    batches = _project_batches(cfg, raw, n, batch_size, device)
     runs["project"] = lambda: (train_epoch(model, batches, optimizer, progress=False), n)[1]
 
     def data_path() -> int:  # the project's batches alone: shuffle, slice, normalise, no model
@@ -199,7 +206,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
 
     runs["data_path"] = data_path
 
-    dataset = _peer_dataset(data, raw, peer_root)
+    dataset = _peer_dataset(cfg, raw, peer_root)
     loaders = []
     peers = [(f"peer_w{w}", w, False) for w in workers] + [("peer_w0_same_settings", 0, True)]
     for name, w, as_train_py in peers:
@@ -262,9 +269,7 @@ def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_siz
     if option == "torch_dropout":
         _with_torch_dropout(model)
     forward = torch.compile(model) if option == "compile" else model
-    batches = TensorBatches(raw.train_x[:n].to(device), raw.train_y[:n].to(device), batch_size,
-                            Normalizer(*DATASETS[data], device), shuffle=True,
-                            generator=torch.Generator().manual_seed(0))
+    batches = _project_batches(cfg, raw, n, batch_size, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=option == "bf16_autocast")
 
     def run() -> int:
@@ -379,7 +384,7 @@ def _run_options(args: argparse.Namespace, raws: dict, device: torch.device, opt
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poolstudy.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=sorted(DATASETS))
+    parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=PEER_DATASETS)
     parser.add_argument("--models", nargs="+", default=["maxpool", "strided"], choices=MODELS)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--steps", type=int, default=60, help="training steps per repetition")

@@ -66,7 +66,7 @@ class FastCPUDropout(nn.Dropout):
     """nn.Dropout with the same distribution (keep each element with probability 1 - p, scale the
     kept ones by 1 / (1 - p)), drawn on the CPU as one uniform sample and a comparison.
 
-    torch's CPU dropout draws its mask with ``bernoulli_``, which here ran at ~13 ns per element
+    torch's CPU dropout draws its mask with ``bernoulli_``, which here ran at ~14 ns per element
     against ~5 ns for ``rand_like``; with torch's layer the LeNets' training steps were 4-15 %
     slower (``python -m poolstudy.bench --options``, ``torch_dropout``). Other devices keep torch's
     own fused kernel.

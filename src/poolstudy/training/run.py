@@ -119,7 +119,10 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
              data.source, len(data.train[1]), len(data.val[1]), len(data.test[1]),
              "x".join(map(str, data.image_shape)), data.num_classes)
 
-    model = build_model(cfg, data.image_shape[0], data.num_classes)
+    def fresh_model() -> torch.nn.Module:  # also the untrained reference of the layer-wise probes
+        return build_model(cfg, data.image_shape[0], data.num_classes)
+
+    model = fresh_model()
     rows = trace_shapes(model, data.image_shape)  # before training: clear error on impossible shapes
     params, macs = count_params(model), count_macs(model, data.image_shape)
     log.info("Model %s / %s:\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs))
@@ -190,7 +193,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         "hpo": _hpo_record(cfg),
         "environment": environment_record(device),
     })
-    metrics.update(invariance_metrics(cfg, model, data, initial_model=lambda: build_model(cfg, data.image_shape[0], data.num_classes)))
+    metrics.update(invariance_metrics(cfg, model, data, initial_model=fresh_model))
     metrics["job_time_s"] = time.perf_counter() - job_start  # data, build, training, evaluation, probes
     atomic_write_json(out_dir / METRICS_FILE, metrics)
     checkpoint.finish()
