@@ -36,14 +36,14 @@ def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
 def test_speed_options_each_run_the_project_loop(tmp_path, cache_dir, capsys):
     require_real("MNIST")
     out = tmp_path / "options.json"
-    code = bench.main(["--options", "torch_dropout", "channels_last", "bf16_autocast", "fused", "train_defaults", "--data", "mnist", "--models",
+    code = bench.main(["--options", "fast_layers", "channels_last", "bf16_autocast", "fused", "train_defaults", "--data", "mnist", "--models",
                        "maxpool", "--batch-sizes", "32", "--steps", "2", "--reps", "2", "--data-dir",
                        str(SHARED_DATA), "--cache-dir", str(cache_dir), "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert report["cases"] == []  # the peer/project/limit table is not run in --options mode
     (case,) = report["options"]
-    assert list(case["options"]) == ["base", "torch_dropout", "channels_last", "fused", "bf16_autocast",
+    assert list(case["options"]) == ["base", "fast_layers", "channels_last", "fused", "bf16_autocast",
                                      "train_defaults"]
     for figures in case["options"].values():
         assert len(figures["runs"]) == 2 and 0 < figures["min"] <= figures["median"] <= figures["max"]
@@ -70,18 +70,22 @@ def test_project_is_set_up_as_train_py_and_the_peer_as_a_plain_script():
     assert project_optimizer.defaults["lr"] == peer_optimizer.defaults["lr"] == cfg.optimizer.lr
 
 
-def test_torch_dropout_option_swaps_the_layer_only():
+def test_the_peer_model_has_torchs_layers_and_fast_layers_is_the_only_difference():
     import torch
 
-    from poolstudy.models.layers import FastCPUDropout
+    from poolstudy.models.layers import FastCPUDropout, FastCPUMaxPool2d
 
-    model, _ = bench._set_up(bench.job_config("maxpool", "mnist"), 1, torch.device("cpu"), as_train_py=False)
-    before = [type(m) for m in model.modules()]
-    bench._with_torch_dropout(model)
-    after = [type(m) for m in model.modules()]
-    assert before.count(FastCPUDropout) == 1 and after.count(FastCPUDropout) == 0
-    assert after == [torch.nn.Dropout if t is FastCPUDropout else t for t in before]
-    assert next(m for m in model.modules() if isinstance(m, torch.nn.Dropout)).p == 0.4
+    stock = {FastCPUDropout: torch.nn.Dropout, FastCPUMaxPool2d: torch.nn.MaxPool2d}
+    cfg = bench.job_config("maxpool", "mnist")
+    project, _ = bench._set_up(cfg, 1, torch.device("cpu"))
+    peer, _ = bench._set_up(cfg, 1, torch.device("cpu"), as_train_py=False)
+    fast, _ = bench._set_up(cfg, 1, torch.device("cpu"), as_train_py=False, fast_layers=True)
+    ours = [type(m) for m in project.modules()]
+    assert ours.count(FastCPUDropout) == 1 and ours.count(FastCPUMaxPool2d) == 2
+    assert [type(m) for m in peer.modules()] == [stock.get(t, t) for t in ours]
+    assert [type(m) for m in fast.modules()] == ours
+    assert next(m for m in peer.modules() if isinstance(m, torch.nn.Dropout)).p == 0.4
+    assert repr(peer.conv2[3]) == repr(torch.nn.MaxPool2d(2, 2))
 
 
 def test_bench_rejects_bad_arguments(capsys):

@@ -133,3 +133,59 @@ def test_lenet_dropout_is_the_fast_cpu_one():
     net = LeNet(1, 10, {"type": "maxpool", "kernel_size": 2, "stride": 2})
     dropouts = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
     assert len(dropouts) == 1 and type(dropouts[0]) is FastCPUDropout and dropouts[0].p == 0.4
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(64, 6, 28, 28), (5, 16, 16, 16), (3, 2, 7, 9), (2, 3, 2, 3)])
+def test_fast_cpu_max_pool_matches_torch_exactly_without_gradients(shape, channels_last):
+    from poolstudy.models.layers import FastCPUMaxPool2d
+
+    torch.manual_seed(0)
+    layer = FastCPUMaxPool2d(2, 2)
+    ties = torch.randint(-2, 3, shape).float().relu()  # mostly equal values: the first one must win
+    signed_zeros = torch.where(torch.rand(shape) < 0.5, -0.0, 0.0)
+    nans = torch.randn(shape).masked_fill(torch.rand(shape) < 0.05, float("nan"))
+    for x in (torch.randn(shape), ties, signed_zeros, nans):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            ours, reference = layer(x), torch.nn.functional.max_pool2d(x, 2, 2)
+        # exactly equal floats (a zero maximum may differ in sign only) and NaN in the same places
+        torch.testing.assert_close(ours, reference, rtol=0, atol=0, equal_nan=True)
+
+
+def test_fast_cpu_max_pool_trains_with_torchs_kernel_and_keeps_other_windows():
+    from poolstudy.models.layers import FastCPUMaxPool2d
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 3, (2, 4, 8, 8)).float().requires_grad_(True)
+    FastCPUMaxPool2d(2, 2)(x).sum().backward()
+    ours = x.grad.clone()
+    x.grad = None
+    torch.nn.functional.max_pool2d(x, 2, 2).sum().backward()
+    assert torch.equal(ours, x.grad)  # ties: the gradient goes to the first maximum, as torch's
+    assert ours.sum() == 2 * 4 * 4 * 4
+    for args in [(3, 2), (2, 1), (2, 2, 1), (3, 2, 1)]:
+        y = torch.randn(2, 3, 9, 9)
+        with torch.no_grad():
+            assert torch.equal(FastCPUMaxPool2d(*args)(y), torch.nn.functional.max_pool2d(y, *args))
+    assert isinstance(FastCPUMaxPool2d(2, 2), torch.nn.MaxPool2d)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="Output size is too small"):
+        FastCPUMaxPool2d(2, 2)(torch.randn(1, 1, 1, 5))  # torch's own error for a too-small map
+
+
+def test_maxpool_lenet_evaluates_exactly_like_the_seeds_torch_layers():
+    from poolstudy.models.layers import FastCPUMaxPool2d
+
+    torch.manual_seed(0)
+    ours = LeNet(1, 10, SEED_MAXPOOL).eval().to(memory_format=torch.channels_last)
+    pools = [m for m in ours.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 2 and all(type(p) is FastCPUMaxPool2d for p in pools)
+    x = torch.randn(64, 1, 28, 28)
+    with torch.inference_mode():
+        fast = ours(x)
+        for stage in (ours.conv1, ours.conv2):
+            for i, layer in enumerate(stage):
+                if isinstance(layer, FastCPUMaxPool2d):
+                    stage[i] = torch.nn.MaxPool2d(2, 2)
+        assert torch.equal(fast, ours(x))

@@ -8,8 +8,8 @@ count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` traini
 
 1. ``peer_w0`` / ``peer_w2``: the pytorch/examples style — a torchvision dataset class with
    per-sample ``ToTensor`` + ``Normalize`` behind a shuffling ``DataLoader`` (0 and 2 workers),
-   training the same model as a plain script would hold it: NCHW, the optimizer at torch's
-   defaults;
+   training the same model as a plain script would write and hold it: torch's own layers
+   (``nn.Dropout``, ``nn.MaxPool2d``), NCHW, the optimizer at torch's defaults;
 2. ``project``: :func:`poolstudy.training.loop.train_epoch` over device-resident batches,
    the very function ``train.py`` runs, on the model and optimizer as ``train.py`` sets them up
    from its default config (``trainer.channels_last``, ``optimizer.fused``);
@@ -48,7 +48,7 @@ from poolstudy.data import load_raw
 from poolstudy.data.catalogue import CIFAR_JPEG_LABEL
 from poolstudy.data.loader import Normalizer, TensorBatches
 from poolstudy.errors import PoolStudyError
-from poolstudy.models.layers import FastCPUDropout
+from poolstudy.models.layers import FastCPUDropout, FastCPUMaxPool2d
 from poolstudy.training.loop import train_epoch
 from poolstudy.training.placement import place_model
 from poolstudy.training.run import build_model
@@ -128,13 +128,27 @@ def job_config(model_name: str, data: str):
         return compose(config_name="config", overrides=[f"model={model_name}", f"dataset={data}"])
 
 
+def _with_torch_layers(model: torch.nn.Module) -> None:
+    """Swap the project's CPU speed layers for the torch layers they subclass, same arguments."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, FastCPUDropout):
+                setattr(module, name, torch.nn.Dropout(child.p, child.inplace))
+            elif isinstance(child, FastCPUMaxPool2d):
+                setattr(module, name, torch.nn.MaxPool2d(child.kernel_size, child.stride, child.padding,
+                                                         child.dilation, child.return_indices, child.ceil_mode))
+
+
 def _set_up(cfg, channels: int, device: torch.device, as_train_py: bool = True,
-            channels_last: bool | str | None = None, fused: bool | None = None):
-    """(model, optimizer), seeded alike. ``as_train_py``: laid out and configured as ``train.py``
-    does it; otherwise as a plain script holds them (NCHW, the optimizer at torch's defaults).
-    ``channels_last`` / ``fused`` override either."""
+            channels_last: bool | str | None = None, fused: bool | None = None, fast_layers: bool | None = None):
+    """(model, optimizer), seeded alike. ``as_train_py``: built, laid out and configured as
+    ``train.py`` does it; otherwise as a plain script writes and holds them (torch's own layers,
+    NCHW, the optimizer at torch's defaults). ``channels_last`` / ``fused`` / ``fast_layers``
+    override either."""
     torch.manual_seed(0)
     model = build_model(cfg, channels, 10)
+    if not (as_train_py if fast_layers is None else fast_layers):
+        _with_torch_layers(model)
     if channels_last is None:
         channels_last = cfg.trainer.channels_last if as_train_py else False
     place_model(model, channels_last, device)
@@ -246,28 +260,19 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
 
 # ---------------------------------------------------------------- speed options
 
-SPEED_OPTIONS = ("base", "torch_dropout", "channels_last", "fused", "bf16_autocast", "compile", "train_defaults")
-
-
-def _with_torch_dropout(model: torch.nn.Module) -> None:
-    """Swap the model's FastCPUDropout layers for torch's own nn.Dropout of the same p."""
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, FastCPUDropout):
-                setattr(module, name, torch.nn.Dropout(child.p))
+SPEED_OPTIONS = ("base", "fast_layers", "channels_last", "fused", "bf16_autocast", "compile", "train_defaults")
 
 
 def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_size: int,
                  device: torch.device) -> Callable[[], int]:
-    """The project's train_epoch on the plain set-up (NCHW, torch's optimizer defaults) with one
-    speed option switched on (``torch_dropout`` switches the project's dropout back to torch's), or
-    on train.py's own set-up (``train_defaults``); returns the timed callable."""
+    """The project's train_epoch on the plain set-up (torch's layers, NCHW, torch's optimizer
+    defaults) with one speed option switched on (``fast_layers``: the project's FastCPUDropout and
+    FastCPUMaxPool2d), or on train.py's own set-up (``train_defaults``); returns the timed callable."""
     cfg = job_config(model_name, data)
     model, optimizer = _set_up(cfg, raw.train_x.shape[1], device, as_train_py=option == "train_defaults",
                                channels_last=True if option == "channels_last" else None,
-                               fused=True if option == "fused" else None)
-    if option == "torch_dropout":
-        _with_torch_dropout(model)
+                               fused=True if option == "fused" else None,
+                               fast_layers=True if option == "fast_layers" else None)
     forward = torch.compile(model) if option == "compile" else model
     batches = _project_batches(cfg, raw, n, batch_size, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=option == "bf16_autocast")
@@ -337,13 +342,18 @@ def _jobs(sweep_dir: Path) -> list[dict]:
 
 
 def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
-    """Multirun overhead, sequential vs 2 parallel jobs, probe overhead and peak RSS of single jobs."""
+    """Multirun overhead, sequential vs 2 parallel jobs, probe overhead and peak RSS of single jobs.
+
+    ``sequential_training_only`` repeats the sequential sweep without the measurements each job
+    makes after training (BatchNorm re-estimation with its second test pass, the invariance
+    probes), which separates the sweep machinery's overhead from that measurement work."""
     grid = ["model=maxpool,strided", "seed=0,1,2,3", f"trainer.epochs={epochs}", "trainer.progress=false"]
     report: dict = {}
-    for name, launcher in (("sequential", []), ("parallel_2x1", ["hydra/launcher=local_parallel",
-                                                                  "hydra.launcher.n_jobs=2"])):
+    for name, extra in (("sequential", []),
+                        ("sequential_training_only", ["trainer.bn_recalibration=false", "invariance.enabled=false"]),
+                        ("parallel_2x1", ["hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2"])):
         sweep_dir = work / name
-        wall, rss = _run_train(["-m", *grid, *launcher, f"hydra.sweep.dir={sweep_dir}"], env)
+        wall, rss = _run_train(["-m", *grid, *extra, f"hydra.sweep.dir={sweep_dir}"], env)
         jobs = _jobs(sweep_dir)
         job_time = sum(j["job_time_s"] for j in jobs)
         train_time = sum(j["train_time_s"] for j in jobs)
@@ -355,7 +365,7 @@ def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
             "probe_share_of_job_time": probes / job_time, "torch_threads": jobs[0]["environment"]["torch_threads"],
             "peak_rss_mb": rss,
         }
-        print(f"{name:<13} {len(jobs)} jobs: wall {wall:.1f} s, {report[name]['jobs_per_hour']:.0f} jobs/h, "
+        print(f"{name:<24} {len(jobs)} jobs: wall {wall:.1f} s, {report[name]['jobs_per_hour']:.0f} jobs/h, "
               f"wall / sum(job time) {report[name]['wall_over_job_time']:.3f}, wall / sum(train time) "
               f"{report[name]['wall_over_train_time']:.3f}, probes {100 * report[name]['probe_share_of_job_time']:.1f}% "
               f"of job time, {report[name]['torch_threads']} thread(s)/job", flush=True)

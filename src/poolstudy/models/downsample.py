@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from poolstudy.errors import PoolStudyError
-from poolstudy.models.layers import BinomialBlur, FastCPUDropout, FractionalMaxPool
+from poolstudy.models.layers import BinomialBlur, FastCPUDropout, FastCPUMaxPool2d, FractionalMaxPool
 
 DOWNSAMPLERS: dict[str, type[Downsample]] = {}
 
@@ -82,7 +82,7 @@ class MaxPool(Downsample):
     name = "maxpool"
 
     def layers(self, channels: int) -> list[nn.Module]:
-        return [nn.MaxPool2d(self.kernel_size, self.stride, self.pool_padding())]
+        return [FastCPUMaxPool2d(self.kernel_size, self.stride, self.pool_padding())]
 
 
 @register_downsample
@@ -187,7 +187,7 @@ class ConvPool(Downsample):
         # 'same' padding spelled out: Conv2d(padding="same") warns on every even kernel.
         same = [nn.ZeroPad2d(((k - 1) // 2, k // 2) * 2)] if k % 2 == 0 else []
         return [*same, nn.Conv2d(channels, channels, k, 1, padding=k // 2 if k % 2 else 0), nn.ReLU(),
-                nn.MaxPool2d(k, self.stride, self.pool_padding())]
+                FastCPUMaxPool2d(k, self.stride, self.pool_padding())]
 
 
 class _Blurred(Downsample):
