@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import random
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,28 +50,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def use_deterministic_kernels() -> None:
-    """torch.use_deterministic_algorithms(True, warn_only=True) for eager kernels.
-
-    warn_only: CUDA max-pool backward has no deterministic kernel; CPU runs are exact. torch's
-    function also imports torch._inductor (~1.5 s per process here) only to flag compiled
-    kernels, and nothing in a job compiles; where torch has the flag's own setter, that is
-    called instead, unless inductor is loaded already.
-    """
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None or "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        setter(True, warn_only=True)
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        use_deterministic_kernels()
+        # warn_only: CUDA max-pool backward has no deterministic kernel; CPU runs are exact.
+        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
 
