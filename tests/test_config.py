@@ -72,6 +72,7 @@ def test_channels_and_classes_come_from_the_dataset():
     ("trainer.device=gpu", "trainer.device"),
     ("trainer.threads=0", "trainer.threads"),
     ("trainer.channels_last=sometimes", "trainer.channels_last"),
+    ("trainer.keep_freed_memory=sometimes", "trainer.keep_freed_memory"),
     ("optimizer.fused=yes", "optimizer.fused"),
     ("seed=-1", "seed"),
 ])

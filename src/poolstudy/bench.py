@@ -21,8 +21,12 @@ count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` traini
    over the project's is ``data_path_share``, what the loop adds to the model's own step.
 
 It prints images/s (median and min–max over repetitions) and the ratios project/peer (best
-peer), project/peer with the same settings and project/limit, plus peak RSS (and peak GPU
-memory where present).
+peer), project/peer with the same settings and project/limit, the project's minor page faults
+per step, plus peak RSS (and peak GPU memory where present).
+
+The process runs with ``train.py``'s allocator setting (``trainer.keep_freed_memory``; ``--allocator
+system`` for the C library's defaults). It is process-wide, so the peers run with it too: the
+ratios do not count what it gains.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from poolstudy.models.layers import FastCPUDropout, FastCPUMaxPool2d
 from poolstudy.training.loop import train_epoch
 from poolstudy.training.placement import place_model
 from poolstudy.training.run import build_model
+from poolstudy.utils.allocator import keep_freed_memory
 from poolstudy.utils.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,23 +177,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.device,
-                 warm_up: bool = True) -> dict[str, list[float]]:
+                 warm_up: bool = True) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """images/s of ``reps`` timed calls of each run (which returns images processed), after one warm-up
-    call each unless the caller made it. The runs take turns within each repetition, so a drift in the
-    machine's speed (turbo, caches, another process) hits all of them alike instead of whichever
-    happens to run last."""
+    call each unless the caller made it, and the minor page faults per image of each call. The runs
+    take turns within each repetition, so a drift in the machine's speed (turbo, caches, another
+    process) hits all of them alike instead of whichever happens to run last."""
     for run in runs.values() if warm_up else ():
         run()
     rates: dict[str, list[float]] = {name: [] for name in runs}
+    faults: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(reps):
         for name, run in runs.items():
             _sync(device)
-            start = time.perf_counter()
+            faults_before, start = _minor_faults(), time.perf_counter()
             images = run()
             _sync(device)
             rates[name].append(images / (time.perf_counter() - start))
-    return rates
+            faults[name].append((_minor_faults() - faults_before) / images)
+    return rates, faults
 
 
 def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path, steps: int, reps: int,
@@ -240,10 +251,11 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
 
         runs[name] = peer
 
-    results = _interleaved(runs, reps, device)
+    results, faults = _interleaved(runs, reps, device)
     del loaders
 
-    summary = {name: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r}
+    summary = {name: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r,
+                      "page_faults_per_step": statistics.median(faults[name]) * batch_size}
                for name, r in results.items()}
     best_peer = max(summary[f"peer_w{w}"]["median"] for w in workers)
     return {
@@ -296,7 +308,7 @@ def bench_options(data: str, model_name: str, batch_size: int, raw, steps: int, 
         loops[option] = _option_loop(option, data, model_name, raw, n, batch_size, device)
         loops[option]()
         warmup[option] = time.perf_counter() - start
-    rates = _interleaved(loops, reps, device, warm_up=False)  # the timed first epochs were the warm-up
+    rates, _ = _interleaved(loops, reps, device, warm_up=False)  # the timed first epochs were the warm-up
     base = statistics.median(rates["base"])
     return {"data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
             "options": {option: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r,
@@ -402,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], help="DataLoader num_workers of the peer")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--allocator", choices=("keep", "system"), default="keep",
+                        help="keep: freed memory stays in the process, as train.py's trainer.keep_freed_memory=true "
+                             "sets it (process-wide, so the peers run with it too); system: the C library's defaults")
     parser.add_argument("--data-dir", default=os.environ.get("POOLSTUDY_DATA", "./data"))
     parser.add_argument("--cache-dir", default=os.environ.get("POOLSTUDY_CACHE", "~/.cache/poolstudy"))
     parser.add_argument("--json", type=Path, help="write all figures to this file")
@@ -428,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cases = []
-    report: dict = {"machine": machine(device)}
+    report: dict = {"machine": {**machine(device), "allocator": args.allocator,
+                                "keep_freed_memory": args.allocator == "keep" and keep_freed_memory()}}
     if args.sweeps:
         env = {**os.environ, "POOLSTUDY_DATA": str(args.data_dir), "POOLSTUDY_CACHE": str(cache)}
         with tempfile.TemporaryDirectory(prefix="poolstudy-bench-") as work:
@@ -443,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         peer_heads = " ".join(f"{f'peer w{w}':>9}" for w in args.workers)
         print(f"{'data':<8} {'model':<8} {'batch':>5} | {peer_heads} {'peer w0*':>9} {'project':>9} {'limit':>9} "
-              f"| {'vs peer':>7} {'vs peer*':>8} {'vs limit':>8} {'data path':>9}   (images/s, median of {args.reps}; "
-              f"* = the project's model settings)")
+              f"| {'vs peer':>7} {'vs peer*':>8} {'vs limit':>8} {'data path':>9} {'faults':>7}   (images/s, median of "
+              f"{args.reps}; * = the project's model settings; faults: the project's minor page faults per step)")
     for data in args.data:
         label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
         for model_name in args.models:
@@ -458,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{data:<8} {model_name:<8} {bs:>5} | {peers} {ips['peer_w0_same_settings']['median']:>9.0f} "
                       f"{ips['project']['median']:>9.0f} {ips['limit']['median']:>9.0f} | {case['ratio_vs_peer']:>7.2f} "
                       f"{case['ratio_vs_peer_same_settings']:>8.2f} {case['ratio_vs_limit']:>8.2f} "
-                      f"{100 * case['data_path_share']:>8.1f}%", flush=True)
+                      f"{100 * case['data_path_share']:>8.1f}% {ips['project']['page_faults_per_step']:>7.0f}", flush=True)
     report.update({"cases": cases, "peak_memory": peak_memory(device)})
     print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
     if args.json:

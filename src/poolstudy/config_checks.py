@@ -48,6 +48,7 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("trainer.device", lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "auto, cpu, mps, cuda or cuda:N"),
     ("trainer.deterministic", lambda v: isinstance(v, bool), "true or false"),
     ("trainer.channels_last", lambda v: isinstance(v, bool) or v == "auto", "true, false or auto (NHWC on the CPU only)"),
+    ("trainer.keep_freed_memory", lambda v: isinstance(v, bool), "true or false"),
     ("trainer.bn_recalibration", lambda v: isinstance(v, bool), "true or false"),
     ("trainer.bn_recalibration_batches", _optional(_int(1)), "null (all training batches) or an integer >= 1"),
     ("optimizer.lr", _number(0, math.inf, lo_open=True, hi_open=True), "a number > 0"),

@@ -27,6 +27,7 @@ from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import evaluate, train_epoch
 from poolstudy.training.placement import auto_cuda_device, place_model
 from poolstudy.training.schedule import build_scheduler
+from poolstudy.utils.allocator import keep_freed_memory
 from poolstudy.utils.environment import environment_record
 from poolstudy.utils.io import atomic_write_json
 
@@ -109,6 +110,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
 
     job_start = time.perf_counter()
     trainer = cfg.trainer
+    if trainer.get("keep_freed_memory", False):
+        keep_freed_memory()
     if trainer.threads:
         torch.set_num_threads(int(trainer.threads))
     device = resolve_device(trainer.device)

@@ -1,0 +1,41 @@
+"""Keep freed memory in the process for reuse instead of handing it back to the OS (glibc malloc).
+
+Every training step frees and re-allocates the same activation-sized buffers (0.1-2 MB each).
+glibc serves such sizes with fresh mmap()s or trims them off the heap top once freed, so the next
+step touches new pages: ~1,100-1,700 minor page faults per step of the max-pool LeNet on 32x32x3
+data at batch 64, where the kernel zero-fills every page. With the thresholds raised, the freed
+blocks are reused and the faults drop to zero (``python -m poolstudy.bench`` prints faults per
+step). Peak memory is unchanged; the process just keeps what it once used until it exits. This is
+the CPU advice of PyTorch's performance guides (jemalloc/tcmalloc), done with glibc's own knob.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+# Blocks up to this size come from the reusable heap; larger ones (decoded datasets) are still mmap()ed.
+MMAP_THRESHOLD = 32 << 20  # glibc's own upper limit for its dynamic threshold on 64-bit
+TRIM_THRESHOLD = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds for this process; True where it took effect."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    # mallopt returns 1 on success; musl and other C libraries accept the call and return 0
+    done = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    if not done:
+        log.debug("mallopt is not available here; memory is allocated with the C library's defaults")
+    return done
