@@ -109,7 +109,8 @@ def test_parallel_jobs_share_the_cores(jobs, cpus, threads):
 @pytest.mark.slow
 def test_whole_job_timing_reports_wall_and_rss(tmp_path, cache_dir):
     env = {"POOLSTUDY_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
-    wall, rss = bench._run_train(["dataset=shapes", "trainer.epochs=1", "dataset.train_subset=200",
-                                  f"hydra.run.dir={tmp_path / 'job'}"], env)
+    wall, rss, faults = bench._run_train(["dataset=shapes", "trainer.epochs=1", "dataset.train_subset=200",
+                                          f"hydra.run.dir={tmp_path / 'job'}"], env)
     assert wall > 0 and rss > 50  # a torch process holds well over 50 MB
+    assert faults > rss * 256 / 4  # at least a quarter of its resident 4 KiB pages were faulted in
     assert json.loads((tmp_path / "job" / "metrics.json").read_text())["job_time_s"] < wall

@@ -105,7 +105,7 @@ def test_missing_data_exits_with_one_clear_message(run_train, tmp_path):
     (["model=maxpooll"], "Could not find 'model/maxpooll'"),
     (["trainer.epochs=abc"], "trainer.epochs = 'abc' is not valid"),
     (["model.downsample.stride=0"], "model.downsample.stride = 0 is not valid"),
-    (["model.downsample.kernel_size=9", "model.downsample.stride=9"], "layer 'conv2.3' (MaxPool2d: kernel_size=9"),
+    (["model.downsample.kernel_size=9", "model.downsample.stride=9"], "layer 'conv2.3' (FastCPUMaxPool2d: kernel_size=9"),
 ])
 def test_bad_input_is_one_message_without_traceback(run_train, tmp_path, args, needle):
     require_real("MNIST")

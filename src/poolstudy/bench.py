@@ -335,8 +335,8 @@ def machine(device: torch.device) -> dict:
 # ---------------------------------------------------------------- whole jobs and sweeps
 
 
-def _run_train(args: list[str], env: dict) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one ``train.py`` process."""
+def _run_train(args: list[str], env: dict) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, minor page faults) of one ``train.py`` process."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -346,7 +346,7 @@ def _run_train(args: list[str], env: dict) -> tuple[float, float]:
     proc.stderr.close()
     if proc.returncode != 0:
         raise RuntimeError(f"train.py {' '.join(args)} failed:\n{stderr[-2000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_minflt
 
 
 def _jobs(sweep_dir: Path) -> list[dict]:
@@ -365,7 +365,7 @@ def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
                         ("sequential_training_only", ["trainer.bn_recalibration=false", "invariance.enabled=false"]),
                         ("parallel_2x1", ["hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2"])):
         sweep_dir = work / name
-        wall, rss = _run_train(["-m", *grid, *extra, f"hydra.sweep.dir={sweep_dir}"], env)
+        wall, rss, _ = _run_train(["-m", *grid, *extra, f"hydra.sweep.dir={sweep_dir}"], env)
         jobs = _jobs(sweep_dir)
         job_time = sum(j["job_time_s"] for j in jobs)
         train_time = sum(j["train_time_s"] for j in jobs)
@@ -382,10 +382,17 @@ def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
               f"{report[name]['wall_over_train_time']:.3f}, probes {100 * report[name]['probe_share_of_job_time']:.1f}% "
               f"of job time, {report[name]['torch_threads']} thread(s)/job", flush=True)
     for data in ("mnist", "cifar10"):
-        wall, rss = _run_train([f"dataset={data}", f"trainer.epochs={epochs}", "trainer.progress=false",
-                                f"hydra.run.dir={work / ('single_' + data)}"], env)
-        report[f"single_{data}"] = {"wall_s": wall, "peak_rss_mb": rss}
-        print(f"single {data} job ({epochs} epoch(s)): wall {wall:.1f} s, peak RSS {rss:.0f} MB", flush=True)
+        for keep in (True, False):  # trainer.keep_freed_memory: the default, then the C library's allocator
+            name = f"single_{data}" + ("" if keep else "_system_allocator")
+            wall, rss, faults = _run_train([f"dataset={data}", f"trainer.epochs={epochs}", "trainer.progress=false",
+                                            f"trainer.keep_freed_memory={str(keep).lower()}",
+                                            f"hydra.run.dir={work / name}"], env)
+            job = json.loads((work / name / "metrics.json").read_text())
+            epoch_s = sum(h["epoch_time_s"] for h in job["history"])
+            report[name] = {"wall_s": wall, "peak_rss_mb": rss, "page_faults": faults, "epoch_time_s": epoch_s,
+                            "keep_freed_memory": keep}
+            print(f"single {data} job ({epochs} epoch(s), keep_freed_memory={keep}): wall {wall:.1f} s, training "
+                  f"epochs {epoch_s:.1f} s, peak RSS {rss:.0f} MB, {faults} page faults", flush=True)
     return report
 
 

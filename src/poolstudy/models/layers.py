@@ -68,8 +68,8 @@ class FastCPUDropout(nn.Dropout):
 
     torch's CPU dropout draws its mask with ``bernoulli_``, which here ran at ~14 ns per element
     against ~5 ns for ``rand_like``; with torch's layer the LeNets' training steps were 4-15 %
-    slower (``python -m poolstudy.bench --options``, ``torch_dropout``). Other devices keep torch's
-    own fused kernel.
+    slower (``python -m poolstudy.bench --options``, then named ``torch_dropout``; ``fast_layers``
+    now, with FastCPUMaxPool2d). Other devices keep torch's own fused kernel.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +87,7 @@ class FastCPUMaxPool2d(nn.MaxPool2d):
 
     torch's CPU max-pool kernel is slow for few channels: for a 64x6x28x28 map it took ~470 us
     channels-last and ~930 us NCHW against ~160 us for the three ``torch.maximum`` calls, which
-    made evaluating the max-pool LeNet on MNIST ~1.8x slower. The results are equal floats (a
+    made evaluating the max-pool LeNet on MNIST ~1.7x slower. The results are equal floats (a
     maximum is exact, NaN propagates in both; only a zero maximum's sign may differ, which no later
     sum, product or bias can turn into a different value). Training, which needs the argmax for the
     backward pass, and every other window, padding or device keep torch's kernel.
