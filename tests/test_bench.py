@@ -114,3 +114,27 @@ def test_whole_job_timing_reports_wall_and_rss(tmp_path, cache_dir):
     assert wall > 0 and rss > 50  # a torch process holds well over 50 MB
     assert faults > rss * 256 / 4  # at least a quarter of its resident 4 KiB pages were faulted in
     assert json.loads((tmp_path / "job" / "metrics.json").read_text())["job_time_s"] < wall
+
+
+@pytest.mark.slow
+def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
+    from poolstudy.cli import threads_per_job
+
+    env = {"POOLSTUDY_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
+    small = ("dataset.train_subset=200", "dataset.test_subset=100", "invariance.subset=50", "invariance.passes=1")
+    report = bench.bench_sweeps(tmp_path, env, epochs=1, dataset="shapes", single_datasets=("shapes",),
+                                overrides=small)
+    for name in ("sequential", "sequential_training_only", "parallel_2x1"):
+        sweep = report[name]
+        assert sweep["jobs"] == 8 and sweep["peak_rss_mb"] > 50
+        # the process does more than its jobs, and each job more than its training
+        assert sweep["sum_train_time_s"] < sweep["sum_job_time_s"]
+        assert sweep["wall_over_job_time"] > (0.4 if name == "parallel_2x1" else 1.0)
+        assert sweep["wall_over_train_time"] > sweep["wall_over_job_time"]
+        assert sweep["jobs_per_hour"] == pytest.approx(3600 * 8 / sweep["wall_s"])
+    assert report["sequential"]["probe_share_of_job_time"] > 0 == report["sequential_training_only"]["probe_share_of_job_time"]
+    assert report["parallel_2x1"]["torch_threads"] == threads_per_job(2) <= report["sequential"]["torch_threads"]
+    kept, system = report["single_shapes"], report["single_shapes_system_allocator"]
+    assert kept["keep_freed_memory"] and not system["keep_freed_memory"]
+    for job in (kept, system):
+        assert job["epoch_time_s"] > 0 and job["page_faults"] > 0 and job["wall_s"] > job["epoch_time_s"]

@@ -353,13 +353,16 @@ def _jobs(sweep_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
 
 
-def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
+def bench_sweeps(work: Path, env: dict, epochs: int, dataset: str = "mnist",
+                 single_datasets: tuple[str, ...] = ("mnist", "cifar10"), overrides: tuple[str, ...] = ()) -> dict:
     """Multirun overhead, sequential vs 2 parallel jobs, probe overhead and peak RSS of single jobs.
 
     ``sequential_training_only`` repeats the sequential sweep without the measurements each job
     makes after training (BatchNorm re-estimation with its second test pass, the invariance
-    probes), which separates the sweep machinery's overhead from that measurement work."""
-    grid = ["model=maxpool,strided", "seed=0,1,2,3", f"trainer.epochs={epochs}", "trainer.progress=false"]
+    probes), which separates the sweep machinery's overhead from that measurement work.
+    ``overrides`` go to every train.py run (the tests shrink the data with them)."""
+    grid = ["model=maxpool,strided", "seed=0,1,2,3", f"dataset={dataset}", f"trainer.epochs={epochs}",
+            "trainer.progress=false", *overrides]
     report: dict = {}
     for name, extra in (("sequential", []),
                         ("sequential_training_only", ["trainer.bn_recalibration=false", "invariance.enabled=false"]),
@@ -381,11 +384,11 @@ def bench_sweeps(work: Path, env: dict, epochs: int) -> dict:
               f"wall / sum(job time) {report[name]['wall_over_job_time']:.3f}, wall / sum(train time) "
               f"{report[name]['wall_over_train_time']:.3f}, probes {100 * report[name]['probe_share_of_job_time']:.1f}% "
               f"of job time, {report[name]['torch_threads']} thread(s)/job", flush=True)
-    for data in ("mnist", "cifar10"):
+    for data in single_datasets:
         for keep in (True, False):  # trainer.keep_freed_memory: the default, then the C library's allocator
             name = f"single_{data}" + ("" if keep else "_system_allocator")
             wall, rss, faults = _run_train([f"dataset={data}", f"trainer.epochs={epochs}", "trainer.progress=false",
-                                            f"trainer.keep_freed_memory={str(keep).lower()}",
+                                            f"trainer.keep_freed_memory={str(keep).lower()}", *overrides,
                                             f"hydra.run.dir={work / name}"], env)
             job = json.loads((work / name / "metrics.json").read_text())
             epoch_s = sum(h["epoch_time_s"] for h in job["history"])
