@@ -452,9 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     except PoolStudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    kept = args.allocator == "keep" and keep_freed_memory()
     cases = []
-    report: dict = {"machine": {**machine(device), "allocator": args.allocator,
-                                "keep_freed_memory": args.allocator == "keep" and keep_freed_memory()}}
+    report: dict = {"machine": {**machine(device), "allocator": args.allocator, "keep_freed_memory": kept}}
     if args.sweeps:
         env = {**os.environ, "POOLSTUDY_DATA": str(args.data_dir), "POOLSTUDY_CACHE": str(cache)}
         with tempfile.TemporaryDirectory(prefix="poolstudy-bench-") as work:

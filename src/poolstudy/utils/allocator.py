@@ -5,15 +5,15 @@ With its default thresholds glibc serves such sizes with fresh mmap()s or trims 
 top once freed, so the next step touches new pages, which the kernel zero-fills: a one-epoch
 ``train.py`` job took ~1.8 M minor page faults (~1,100-1,700 per step of the max-pool LeNet on
 32x32x3 data). With the thresholds raised the freed blocks are reused: ~0.2 M faults and a
-14-19 % shorter epoch (``python -m poolstudy.bench --sweeps``, single-job rows), for 3-6 % more
-peak memory: the process keeps what it once used until it exits. PyTorch's CPU performance
+14-19 % shorter epoch (``python -m poolstudy.bench --sweeps``, single-job rows), for 2.5-6 %
+more peak memory: the process keeps what it once used until it exits. PyTorch's CPU performance
 guides give the same advice (jemalloc/tcmalloc); this is glibc's own knob for it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 import sys
 
@@ -26,14 +26,14 @@ MMAP_THRESHOLD = 32 << 20  # glibc's own upper limit for its dynamic threshold o
 TRIM_THRESHOLD = 1 << 30
 
 
+@functools.lru_cache(maxsize=1)  # process-wide: once per process, however many jobs it runs
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; True where it took effect."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on
+    except (OSError, AttributeError):
         return False
     # mallopt returns 1 on success; musl and other C libraries accept the call and return 0
     done = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
