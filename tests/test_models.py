@@ -189,3 +189,41 @@ def test_maxpool_lenet_evaluates_exactly_like_the_seeds_torch_layers():
                 if isinstance(layer, FastCPUMaxPool2d):
                     stage[i] = torch.nn.MaxPool2d(2, 2)
         assert torch.equal(fast, ours(x))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(64, 120, 4, 4), (64, 120, 3, 3), (7, 5, 6, 7), (16, 10, 1, 1)])
+def test_global_mean_is_torchs_mean_forward_and_backward(shape, channels_last):
+    from poolstudy.models.layers import global_mean
+
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ours, torchs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn(shape[:2])
+    y_ours, y_torch = global_mean(ours.relu()), torchs.relu().mean(dim=(2, 3))
+    y_ours.backward(grad)
+    y_torch.backward(grad)
+    assert torch.equal(y_ours, y_torch)
+    assert torch.equal(ours.grad, torchs.grad)
+
+
+def test_lenet_trains_exactly_as_with_torchs_mean():
+    """Ten channels-last training steps with global_mean and with x.mean(dim=(2, 3)) end in
+    the same weights (the seed's model as the studies ran it)."""
+    weights = []
+    for use_torch_mean in (False, True):
+        torch.manual_seed(0)
+        model = LeNet(3, 10, SEED_MAXPOOL).to(memory_format=torch.channels_last)
+        if use_torch_mean:
+            model.forward = lambda x, m=model: m.fc(m.conv3(m.conv2(m.conv1(x))).mean(dim=(2, 3)))
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(10):
+            x, y = torch.randn(32, 3, 32, 32, generator=data), torch.randint(0, 10, (32,), generator=data)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

@@ -18,7 +18,7 @@ from torch import nn
 
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.downsample import Downsample, conv_stage, create_downsample
-from poolstudy.models.layers import FastCPUDropout
+from poolstudy.models.layers import FastCPUDropout, global_mean
 
 #: The paper's 3x3 pool with stride 2 (and its strided/extra convolutions). Padding 1 gives the
 #: paper's 6x6 maps before global averaging on 32x32 inputs (32 -> 16 -> 8 -> valid 3x3 -> 6).
@@ -72,5 +72,4 @@ class AllCNNC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.classifier(self.conv3(self.conv2(self.conv1(x))))
-        # A plain mean, not AdaptiveAvgPool2d: its CUDA backward is non-deterministic.
-        return x.mean(dim=(2, 3))
+        return global_mean(x)

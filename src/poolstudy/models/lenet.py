@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from poolstudy.models.downsample import Downsample, conv_stage, create_downsample
+from poolstudy.models.layers import global_mean
 
 
 class LeNet(nn.Module):
@@ -39,5 +40,4 @@ class LeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv3(self.conv2(self.conv1(x)))
-        # A plain mean, not AdaptiveAvgPool2d: its CUDA backward is non-deterministic.
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.fc(global_mean(x))
