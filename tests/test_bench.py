@@ -132,6 +132,15 @@ def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
         assert sweep["wall_over_job_time"] > (0.4 if name == "parallel_2x1" else 1.0)
         assert sweep["wall_over_train_time"] > sweep["wall_over_job_time"]
         assert sweep["jobs_per_hour"] == pytest.approx(3600 * 8 / sweep["wall_s"])
+        phases = sweep["sum_phase_s"]
+        assert sum(phases.values()) == pytest.approx(sweep["sum_job_time_s"], abs=0.1)
+        assert phases["training"] == pytest.approx(sweep["sum_train_time_s"], abs=0.1)
+        if name == "parallel_2x1":
+            assert sweep["outside_jobs_s"] is None
+        else:
+            assert sweep["outside_jobs_s"] > 0
+            assert sweep["outside_jobs_s"] == pytest.approx(sweep["wall_s"] - sweep["sum_job_time_s"])
+    assert report["sequential_training_only"]["sum_phase_s"]["probes"] < report["sequential"]["sum_phase_s"]["probes"]
     assert report["sequential"]["probe_share_of_job_time"] > 0 == report["sequential_training_only"]["probe_share_of_job_time"]
     assert report["parallel_2x1"]["torch_threads"] == threads_per_job(2) <= report["sequential"]["torch_threads"]
     kept, system = report["single_shapes"], report["single_shapes_system_allocator"]

@@ -22,7 +22,7 @@ from poolstudy.training.checkpoint import CHECKPOINT_FILE, JobCheckpoint, Traini
 # for a fast test: 1,800 noise images of label-coded brightness, one torch thread.
 JOB = ["dataset=mnist", "trainer.epochs=4", "trainer.batch_size=32", "trainer.threads=1", "trainer.device=cpu",
        "trainer.progress=false", "invariance.subset=100", "invariance.passes=1", "invariance.layerwise=true"]
-TIMING_KEYS = {"train_time_s", "images_per_s", "job_time_s", "environment"}
+TIMING_KEYS = {"train_time_s", "images_per_s", "job_time_s", "time_breakdown_s", "environment"}
 
 
 @pytest.fixture(scope="module")

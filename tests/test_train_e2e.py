@@ -39,6 +39,11 @@ def test_multirun_models_by_datasets_on_real_data(run_train, tmp_path):
         assert m["macs"] == (1_021_200 if m["model"]["downsample"]["type"] == "maxpool" else 580_200)
         env = m["environment"]
         assert env["packages"]["torch"] and env["device"] == "cpu" and "git_commit" in env
+        phases = m["time_breakdown_s"]
+        assert list(phases) == ["setup", "data", "model", "training", "test", "bn_recalibration", "probes"]
+        assert all(seconds >= 0 for seconds in phases.values())
+        assert sum(phases.values()) == pytest.approx(m["job_time_s"], abs=0.01)
+        assert phases["training"] == pytest.approx(m["train_time_s"], abs=0.01)
     assert seen == {("maxpool", "mnist"), ("strided", "mnist"), ("maxpool", "fashion_mnist"), ("strided", "fashion_mnist")}
 
 

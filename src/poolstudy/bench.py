@@ -368,22 +368,29 @@ def bench_sweeps(work: Path, env: dict, epochs: int, dataset: str = "mnist",
                         ("sequential_training_only", ["trainer.bn_recalibration=false", "invariance.enabled=false"]),
                         ("parallel_2x1", ["hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2"])):
         sweep_dir = work / name
+        parallel = "hydra/launcher=local_parallel" in extra
         wall, rss, _ = _run_train(["-m", *grid, *extra, f"hydra.sweep.dir={sweep_dir}"], env)
         jobs = _jobs(sweep_dir)
         job_time = sum(j["job_time_s"] for j in jobs)
         train_time = sum(j["train_time_s"] for j in jobs)
         probes = sum(j.get("invariance", {}).get("time_s", 0.0) for j in jobs)
+        phases = {phase: sum(j["time_breakdown_s"][phase] for j in jobs) for phase in jobs[0]["time_breakdown_s"]}
         report[name] = {
             "jobs": len(jobs), "wall_s": wall, "jobs_per_hour": 3600 * len(jobs) / wall,
             "sum_job_time_s": job_time, "sum_train_time_s": train_time,
             "wall_over_job_time": wall / job_time, "wall_over_train_time": wall / train_time,
             "probe_share_of_job_time": probes / job_time, "torch_threads": jobs[0]["environment"]["torch_threads"],
             "peak_rss_mb": rss,
+            # where the wall time went: the jobs' phases summed and, for one job at a time, what ran
+            # outside any job (interpreter and imports, Hydra's start-up and compositions, its files)
+            "sum_phase_s": phases, "outside_jobs_s": None if parallel else wall - job_time,
         }
         print(f"{name:<24} {len(jobs)} jobs: wall {wall:.1f} s, {report[name]['jobs_per_hour']:.0f} jobs/h, "
               f"wall / sum(job time) {report[name]['wall_over_job_time']:.3f}, wall / sum(train time) "
               f"{report[name]['wall_over_train_time']:.3f}, probes {100 * report[name]['probe_share_of_job_time']:.1f}% "
               f"of job time, {report[name]['torch_threads']} thread(s)/job", flush=True)
+        print(f"{'':<24} seconds: " + ("" if parallel else f"outside jobs {wall - job_time:.1f}, ")
+              + ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in phases.items()), flush=True)
     for data in single_datasets:
         for keep in (True, False):  # trainer.keep_freed_memory: the default, then the C library's allocator
             name = f"single_{data}" + ("" if keep else "_system_allocator")

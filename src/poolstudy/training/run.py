@@ -30,6 +30,7 @@ from poolstudy.training.schedule import build_scheduler
 from poolstudy.utils.allocator import keep_freed_memory
 from poolstudy.utils.environment import environment_record
 from poolstudy.utils.io import atomic_write_json
+from poolstudy.utils.stopwatch import PhaseStopwatch
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         return done
 
     job_start = time.perf_counter()
+    phases = PhaseStopwatch()
     trainer = cfg.trainer
     if trainer.get("keep_freed_memory", False):
         keep_freed_memory()
@@ -116,8 +118,10 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         torch.set_num_threads(int(trainer.threads))
     device = resolve_device(trainer.device)
     seed_everything(int(cfg.seed), bool(trainer.deterministic))
+    phases.lap("setup")
 
     data = load_splits(cfg.dataset, cfg.data_dir, cfg.cache_dir).to(device)
+    phases.lap("data")
     log.info("Data: %s; train %d / val %d / test %d images of %s, %d classes",
              data.source, len(data.train[1]), len(data.val[1]), len(data.test[1]),
              "x".join(map(str, data.image_shape)), data.num_classes)
@@ -142,6 +146,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
 
     checkpoint = JobCheckpoint(out_dir, cfg)
     done_so_far = checkpoint.restore(model, optimizer, scheduler, generator)  # epoch 0 unless resuming
+    phases.lap("model")
     history = done_so_far.history
     train_seconds = done_so_far.train_seconds
     start = time.perf_counter() - done_so_far.wall_seconds
@@ -159,11 +164,13 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         checkpoint.save(model, optimizer, scheduler, generator,
                         TrainingProgress(epoch, history, train_seconds, time.perf_counter() - start))
     wall = time.perf_counter() - start
+    phases.lap("training")
 
     metrics: dict[str, Any] = {"status": "complete"}
     # the last epoch already validated this very model: no second pass over the validation set
     val_loss_raw, val_acc_raw = history[-1]["val_loss"], history[-1]["val_acc"]
     test_loss_raw, test_acc_raw = evaluate(model, test_batches)
+    phases.lap("test")
     recalibrated = bool(trainer.bn_recalibration) and has_batchnorm(model)
     if recalibrated:
         recal_batches = data.batches("train", int(trainer.batch_size), device, shuffle=True,
@@ -173,6 +180,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         test_loss, test_acc = evaluate(model, test_batches)
     else:
         val_loss, val_acc, test_loss, test_acc = val_loss_raw, val_acc_raw, test_loss_raw, test_acc_raw
+    phases.lap("bn_recalibration")
     log.info("Final: val acc %.2f%%  test acc %.2f%%  (without BN re-estimation: val %.2f%%, test %.2f%%)",
              100 * val_acc, 100 * test_acc, 100 * val_acc_raw, 100 * test_acc_raw)
 
@@ -197,7 +205,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         "environment": environment_record(device),
     })
     metrics.update(invariance_metrics(cfg, model, data, initial_model=fresh_model))
+    phases.lap("probes")
     metrics["job_time_s"] = time.perf_counter() - job_start  # data, build, training, evaluation, probes
+    metrics["time_breakdown_s"] = phases.seconds
     atomic_write_json(out_dir / METRICS_FILE, metrics)
     checkpoint.finish()
     return metrics
