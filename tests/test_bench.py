@@ -23,12 +23,14 @@ def test_bench_reports_positive_figures_for_every_case(tmp_path, cache_dir):
         assert set(ips) == {"peer_w0", "peer_w0_same_settings", "project", "limit", "data_path"}
         for figures in ips.values():
             assert len(figures["runs"]) == 2 and figures["min"] > 0 and figures["min"] <= figures["median"] <= figures["max"]
-        assert case["ratio_vs_peer"] == pytest.approx(ips["project"]["median"] / ips["peer_w0"]["median"])
-        assert case["ratio_vs_limit"] == pytest.approx(ips["project"]["median"] / ips["limit"]["median"])
-        assert case["data_path_share"] == pytest.approx(ips["project"]["median"] / ips["data_path"]["median"])
+        assert case["best_peer"] == "peer_w0"
+        for key, denominator in (("ratio_vs_peer", "peer_w0"), ("ratio_vs_limit", "limit"),
+                                 ("data_path_share", "data_path"), ("ratio_vs_peer_same_settings", "peer_w0_same_settings")):
+            per_rep = [p / d for p, d in zip(ips["project"]["runs"], ips[denominator]["runs"])]
+            ratio = case["ratios"][key.removeprefix("ratio_")]
+            assert ratio["runs"] == pytest.approx(per_rep) and case[key] == ratio["median"]
+            assert ratio["min"] <= ratio["median"] <= ratio["max"]
         assert 0 < case["data_path_share"] < 1  # the batches alone are faster than training on them
-        assert case["ratio_vs_peer_same_settings"] == pytest.approx(
-            ips["project"]["median"] / ips["peer_w0_same_settings"]["median"])
     assert report["peak_memory"]["rss_mb"] > 0 and report["machine"]["torch_threads"] >= 1
 
 
@@ -47,9 +49,25 @@ def test_speed_options_each_run_the_project_loop(tmp_path, cache_dir, capsys):
                                      "train_defaults"]
     for figures in case["options"].values():
         assert len(figures["runs"]) == 2 and 0 < figures["min"] <= figures["median"] <= figures["max"]
-        assert figures["speedup_vs_base"] == pytest.approx(figures["median"] / case["options"]["base"]["median"])
+        per_rep = sorted(r / b for r, b in zip(figures["runs"], case["options"]["base"]["runs"]))
+        assert figures["speedup_vs_base"] == pytest.approx(sum(per_rep) / 2)  # the median of two
         assert figures["first_epoch_s"] > 0
     assert "channels_last" in capsys.readouterr().out
+
+
+def test_paired_ratio_cancels_a_drift_that_the_ratio_of_medians_keeps():
+    # B is 2x as fast as A; the machine's speed changes from one repetition to the next, and
+    # in the third repetition something slowed B's run alone
+    speed = [1.0, 0.6, 0.9, 0.5, 0.8]
+    a = [100 * s for s in speed]
+    b = [200 * s for s in speed]
+    b[2] = 120
+    ratio = bench.paired_ratio(b, a)
+    assert ratio["runs"] == pytest.approx([2, 2, 4 / 3, 2, 2])
+    assert ratio["median"] == pytest.approx(2) and ratio["min"] == pytest.approx(4 / 3) and ratio["max"] == pytest.approx(2)
+    assert bench.statistics.median(b) / bench.statistics.median(a) == pytest.approx(1.5)  # what it replaces
+    with pytest.raises(ValueError):
+        bench.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_project_is_set_up_as_train_py_and_the_peer_as_a_plain_script():

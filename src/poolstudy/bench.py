@@ -20,9 +20,11 @@ count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` traini
 5. ``data_path``: the project's batches alone (shuffle, slice, normalise), no model; its time
    over the project's is ``data_path_share``, what the loop adds to the model's own step.
 
-It prints images/s (median and min–max over repetitions) and the ratios project/peer (best
-peer), project/peer with the same settings and project/limit, the project's minor page faults
-per step, plus peak RSS (and peak GPU memory where present).
+It prints images/s (median, and the half-range over repetitions as ± % of it) and the ratios
+project/peer (the peer with the higher median), project/peer with the same settings and
+project/limit: each the median, with min–max, of the per-repetition ratios (every repetition
+runs each loop once, back to back, so a drift in the machine's speed cancels out of them).
+Also the project's minor page faults per step, and peak RSS (and peak GPU memory where present).
 
 The process runs with ``train.py``'s allocator setting (``trainer.keep_freed_memory``; ``--allocator
 system`` for the C library's defaults). It is process-wide, so the peers run with it too: the
@@ -202,6 +204,18 @@ def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.de
     return rates, faults
 
 
+def _figures(runs: list[float]) -> dict:
+    return {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> dict:
+    """Median, min, max and every value of the per-repetition ratios. The runs of one repetition
+    ran back to back, so each ratio compares them under the same machine speed; on a shared VM,
+    whose speed drifts by 10-20 % from one repetition to the next, the ratio of two separately
+    taken medians mixes repetitions and drifts with it."""
+    return _figures([a / b for a, b in zip(numerator, denominator, strict=True)])
+
+
 def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path, steps: int, reps: int,
                workers: list[int], device: torch.device) -> dict:
     channels = raw.train_x.shape[1]
@@ -254,19 +268,22 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
     results, faults = _interleaved(runs, reps, device)
     del loaders
 
-    summary = {name: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r,
-                      "page_faults_per_step": statistics.median(faults[name]) * batch_size}
+    summary = {name: {**_figures(r), "page_faults_per_step": statistics.median(faults[name]) * batch_size}
                for name, r in results.items()}
-    best_peer = max(summary[f"peer_w{w}"]["median"] for w in workers)
+    best_peer = max((f"peer_w{w}" for w in workers), key=lambda name: summary[name]["median"])
+    project = results["project"]
+    ratios = {
+        "vs_peer": paired_ratio(project, results[best_peer]),
+        "vs_peer_same_settings": paired_ratio(project, results["peer_w0_same_settings"]),
+        "vs_limit": paired_ratio(project, results["limit"]),
+        # the project loop's time its data path takes, timed alone: much less noisy than
+        # project/limit, two runs of nearly the same work that each vary by 10-20 %
+        "data_path_share": paired_ratio(project, results["data_path"]),
+    }
     return {
         "data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
-        "images_per_s": summary,
-        "ratio_vs_peer": summary["project"]["median"] / best_peer,
-        "ratio_vs_peer_same_settings": summary["project"]["median"] / summary["peer_w0_same_settings"]["median"],
-        "ratio_vs_limit": summary["project"]["median"] / summary["limit"]["median"],
-        # share of the project loop's time its data path takes, timed alone: much less noisy than
-        # project/limit, whose runs each vary by ±10-15 % on a shared VM
-        "data_path_share": summary["project"]["median"] / summary["data_path"]["median"],
+        "images_per_s": summary, "best_peer": best_peer, "ratios": ratios,
+        **{f"ratio_{name}" if name != "data_path_share" else name: ratio["median"] for name, ratio in ratios.items()},
     }
 
 
@@ -309,10 +326,8 @@ def bench_options(data: str, model_name: str, batch_size: int, raw, steps: int, 
         loops[option]()
         warmup[option] = time.perf_counter() - start
     rates, _ = _interleaved(loops, reps, device, warm_up=False)  # the timed first epochs were the warm-up
-    base = statistics.median(rates["base"])
     return {"data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
-            "options": {option: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r,
-                                 "speedup_vs_base": statistics.median(r) / base,
+            "options": {option: {**_figures(r), "speedup_vs_base": paired_ratio(r, rates["base"])["median"],
                                  "first_epoch_s": warmup[option]}
                         for option, r in rates.items()}}
 
@@ -421,13 +436,22 @@ def _run_options(args: argparse.Namespace, raws: dict, device: torch.device, opt
     return cases
 
 
+def _rate(figures: dict) -> str:
+    spread = 50 * (figures["max"] - figures["min"]) / figures["median"]
+    return f"{figures['median']:>6.0f}±{spread:<2.0f}%"
+
+
+def _ratio(ratio: dict) -> str:
+    return f"{ratio['median']:>5.2f} [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poolstudy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=PEER_DATASETS)
     parser.add_argument("--models", nargs="+", default=["maxpool", "strided"], choices=MODELS)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
-    parser.add_argument("--steps", type=int, default=60, help="training steps per repetition")
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (after one warm-up)")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per repetition")
+    parser.add_argument("--reps", type=int, default=15, help="timed repetitions (after one warm-up)")
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], help="DataLoader num_workers of the peer")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="auto")
@@ -474,10 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         report["options"] = _run_options(args, raws, device, options)
         args.data = []
     if args.data:
-        peer_heads = " ".join(f"{f'peer w{w}':>9}" for w in args.workers)
-        print(f"{'data':<8} {'model':<8} {'batch':>5} | {peer_heads} {'peer w0*':>9} {'project':>9} {'limit':>9} "
-              f"| {'vs peer':>7} {'vs peer*':>8} {'vs limit':>8} {'data path':>9} {'faults':>7}   (images/s, median of "
-              f"{args.reps}; * = the project's model settings; faults: the project's minor page faults per step)")
+        peer_heads = " ".join(f"{f'peer w{w}':>10}" for w in args.workers)
+        print(f"{'data':<8} {'model':<8} {'batch':>5} | {peer_heads} {'peer w0*':>10} {'project':>10} {'limit':>10} "
+              f"| {'vs peer':>16} {'vs peer*':>8} {'vs limit':>16} {'data path':>9} {'faults':>6}\n  (images/s: median "
+              f"± half-range of {args.reps} repetitions; ratios: median [min-max] of the per-repetition ratios; * = the "
+              f"project's model settings; faults: the project's minor page faults per step)")
     for data in args.data:
         label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
         for model_name in args.models:
@@ -486,12 +511,12 @@ def main(argv: list[str] | None = None) -> int:
                                   args.reps, args.workers, device)
                 case["data_source"] = label
                 cases.append(case)
-                ips = case["images_per_s"]
-                peers = " ".join(f"{ips[f'peer_w{w}']['median']:>9.0f}" for w in args.workers)
-                print(f"{data:<8} {model_name:<8} {bs:>5} | {peers} {ips['peer_w0_same_settings']['median']:>9.0f} "
-                      f"{ips['project']['median']:>9.0f} {ips['limit']['median']:>9.0f} | {case['ratio_vs_peer']:>7.2f} "
-                      f"{case['ratio_vs_peer_same_settings']:>8.2f} {case['ratio_vs_limit']:>8.2f} "
-                      f"{100 * case['data_path_share']:>8.1f}% {ips['project']['page_faults_per_step']:>7.0f}", flush=True)
+                ips, ratios = case["images_per_s"], case["ratios"]
+                rates = " ".join(_rate(ips[name]) for name in (*(f"peer_w{w}" for w in args.workers),
+                                                                "peer_w0_same_settings", "project", "limit"))
+                print(f"{data:<8} {model_name:<8} {bs:>5} | {rates} | {_ratio(ratios['vs_peer'])} "
+                      f"{case['ratio_vs_peer_same_settings']:>8.2f} {_ratio(ratios['vs_limit'])} "
+                      f"{100 * case['data_path_share']:>8.1f}% {ips['project']['page_faults_per_step']:>6.0f}", flush=True)
     report.update({"cases": cases, "peak_memory": peak_memory(device)})
     print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
     if args.json:
