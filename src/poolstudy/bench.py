@@ -283,7 +283,10 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
     return {
         "data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
         "images_per_s": summary, "best_peer": best_peer, "ratios": ratios,
-        **{f"ratio_{name}" if name != "data_path_share" else name: ratio["median"] for name, ratio in ratios.items()},
+        "ratio_vs_peer": ratios["vs_peer"]["median"],
+        "ratio_vs_peer_same_settings": ratios["vs_peer_same_settings"]["median"],
+        "ratio_vs_limit": ratios["vs_limit"]["median"],
+        "data_path_share": ratios["data_path_share"]["median"],
     }
 
 
