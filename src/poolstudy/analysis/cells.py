@@ -145,7 +145,8 @@ def make_grouping(jobs: list[Job], by: list[str] | None, panel: str | None) -> t
         keys.append(panel_key)
     else:
         keys = list(dict.fromkeys(canonical_key(k) for k in by if k.strip()))
-    _check_keys(keys, members or jobs, "--by")
+    if jobs:  # with none (all excluded, only study summaries), there is nothing to check the keys against
+        _check_keys(keys, members or jobs, "--by")
     if panel and panel_key not in keys:
         raise PoolStudyError(f"--panel {panel!r} must be one of the grouping keys (--by): {', '.join(keys)}.")
     row_keys = tuple(k for k in keys if k != panel_key)

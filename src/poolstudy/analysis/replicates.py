@@ -2,7 +2,7 @@
 
 Within a cell, jobs with the same seed and the same settings (``identity.differences`` finds none)
 are one job run more than once (a value repeated in a sweep, a re-run into another folder): they are
-collapsed to one, the finished job first, then the first by path. Jobs with the same seed but
+collapsed to one: the first finished folder found (PATHs in the order given, folders by name). Jobs with the same seed but
 different settings are not replicates either: the seed counts once, with the mean of its finished
 jobs, and a flag names the settings that differ.
 """
@@ -52,9 +52,10 @@ def _by_seed(jobs: list[Job]) -> dict[tuple, list[Job]]:
 
 
 def _clusters(jobs: list[Job]) -> list[list[Job]]:
-    """Jobs of one seed in groups of equal settings, each led by its finished (then first) job."""
+    """Jobs of one seed (in the order they were found) in groups of equal settings, each led by its
+    first finished job, else its first job."""
     clusters: list[list[Job]] = []
-    for job in sorted(jobs, key=lambda j: (j.status != COMPLETE, j.path)):
+    for job in sorted(jobs, key=lambda j: j.status != COMPLETE):  # stable: found order within each
         for cluster in clusters:
             if not identity.differences(cluster[0], job):
                 cluster.append(job)

@@ -205,8 +205,8 @@ def _not_counted(col: Collection) -> str:
     if col.excluded:
         parts.append(f"{len(col.excluded)} excluded job{'s' if len(col.excluded) != 1 else ''} (see Excluded)")
     if col.skipped:
-        parts.append(f"{len(col.skipped)} skipped folder{'s' if len(col.skipped) != 1 else ''} that are not "
-                     "poolstudy's (see Skipped)")
+        parts.append(f"{len(col.skipped)} skipped folder{'s' if len(col.skipped) != 1 else ''}, not poolstudy's "
+                     "(see Skipped)")
     return f" Not counted: {', '.join(parts)}." if parts else ""
 
 
