@@ -382,6 +382,33 @@ def test_stale_finals_against_the_summary_the_sweeper_writes(tmp_path, capsys):
     assert not any(c["keys"].get("tuning") == "tuned" for c in results["cells"])
 
 
+def test_a_copied_study_counts_each_trial_and_final_once(tmp_path, capsys):
+    """The same HPO sweep reached twice (a copy in another folder): its trials are not new draws of the
+    search and its finals not new seeds."""
+    made = make_hpo_sweep(tmp_path / "hpo")
+    shutil.copytree(tmp_path / "hpo" / "lenet-maxpool-mnist", tmp_path / "copy" / "lenet-maxpool-mnist")
+    results, _, stderr = run_collect(tmp_path, tmp_path / "hpo", tmp_path / "copy", capsys=capsys)
+    study = next(s for s in results["studies"] if s["name"] == "lenet-maxpool-mnist")
+    values = made["trials"]["lenet-maxpool-mnist"]
+    assert [t["number"] for t in study["trials"]] == list(range(len(values)))
+    finished = [v for v in values if isinstance(v, float)]
+    assert study["expected_max"]["budget"] == list(range(1, len(finished) + 1))
+    assert study["expected_max"]["mean"][-1] < max(finished)  # the N-draw expectation of N values, not 2N
+    tuned = cells_by(results)[("mnist", "maxpool tuned")]
+    assert tuned["values"] == made["finals"]["lenet-maxpool-mnist"] and tuned["n_expected"] == 3
+    assert len(results["counted_once"]) == 3
+    lines = [w for w in warning_lines(stderr) if "of study 'lenet-maxpool-mnist' is also in" in w]
+    assert len(lines) == len(values) and not any("two studies of one name" in w for w in lines)
+
+    # one name, other results: two studies (other storages) mixed up by name, and said so
+    trial = tmp_path / "copy" / "lenet-maxpool-mnist" / "trials" / "0" / "metrics.json"
+    metrics = json.loads(trial.read_text())
+    metrics["val_acc"] = 0.5
+    trial.write_text(json.dumps(metrics))
+    _, _, stderr = run_collect(tmp_path, tmp_path / "hpo", tmp_path / "copy", capsys=capsys)
+    assert any("trial 0 of study" in w and "two studies of one name" in w for w in warning_lines(stderr))
+
+
 # ---------------------------------------------------------------- data behind a cell
 
 def test_cells_trained_on_different_data_are_flagged(tmp_path, capsys):

@@ -77,27 +77,27 @@ def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]
 
     warnings = records.Warnings()
     found = records.discover(paths, warnings, skip=out)
-    jobs, excluded = screening.screen(found.jobs, args.metric, warnings)
     notices = [f"{s.path}: skipped: {s.reason}" for s in found.skipped]
-    notices += [f"{e.path}: excluded: {e.reason}" for e in excluded]
-    if not jobs and not found.studies and not args.storage:
+    try:  # every warning is printed, also when a mistake stops the collection
+        jobs, excluded = screening.screen(found.jobs, args.metric, warnings)
+        notices += [f"{e.path}: excluded: {e.reason}" for e in excluded]
+        if not jobs and not found.studies and not args.storage:
+            if found.jobs or found.skipped:
+                raise PoolStudyError(
+                    f"no poolstudy job to report under {', '.join(paths)}: {len(found.skipped)} folder(s) skipped "
+                    f"and {len(excluded)} job(s) excluded, each with its reason above.")
+            raise PoolStudyError(f"no job folders (folders holding .hydra/config.yaml) under {', '.join(paths)}; "
+                                 "give run, multirun or HPO sweep folders, or outputs/.")
+        grouping, cells = make_grouping(jobs, _keys(args.by), args.panel)
+        duplicates, seed_flags = replicates.collapse(cells, args.metric)
+        repeated = {id(job) for d in duplicates for job in d.dropped}
+        jobs = [job for job in jobs if id(job) not in repeated]
+        notices += [d.describe(args.metric) for d in duplicates]
+        summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
+                            alpha=args.alpha, baseline_given=args.baseline is not None)
+        studies = hpo.studies_from_folders(jobs, found.studies, grouping, cells, warnings)
+    finally:
         _report(warnings, notices)
-        if found.jobs or found.skipped:
-            raise PoolStudyError(
-                f"no poolstudy job to report under {', '.join(paths)}: {len(found.skipped)} folder(s) skipped and "
-                f"{len(excluded)} job(s) excluded, each with its reason above.")
-        raise PoolStudyError(f"no job folders (folders holding .hydra/config.yaml) under {', '.join(paths)}; "
-                             "give run, multirun or HPO sweep folders, or outputs/.")
-
-    grouping, cells = make_grouping(jobs, _keys(args.by), args.panel)
-    duplicates, seed_flags = replicates.collapse(cells, args.metric)
-    repeated = {id(job) for d in duplicates for job in d.dropped}
-    jobs = [job for job in jobs if id(job) not in repeated]
-    notices += [d.describe(args.metric) for d in duplicates]
-    _report(warnings, notices)
-    summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
-                        alpha=args.alpha, baseline_given=args.baseline is not None)
-    studies = hpo.studies_from_folders(jobs, found.studies, grouping, cells)
     if args.storage:
         studies = hpo.merge(studies, hpo.studies_from_storage(args.storage, args.study, grouping, cells))
     flags = seed_flags + consistency.check(cells, grouping, _keys(args.ignore) or [])

@@ -262,7 +262,8 @@ class Found:
 
 
 def discover(paths: list[str], warnings: Warnings, skip: Path | None = None) -> Found:
-    """Every job folder and HPO study summary under ``paths``, each once, in a stable order."""
+    """Every job folder and HPO study summary under ``paths``, each once, in a stable order, and the
+    folders that are not poolstudy's."""
     found = Found()
     seen: set[Path] = set()
     skip_real = skip.resolve() if skip is not None else None

@@ -199,7 +199,8 @@ def screen(jobs: list[Job], metric: str, warnings: Warnings) -> tuple[list[Job],
                                 for key, snap, rec in disagreements)
             reasons.append(f"its .hydra/config.yaml disagrees with its {METRICS_FILE} ({listing}): the snapshot was "
                            "replaced after the job trained (a re-run with another config into this folder), so the "
-                           "result cannot be labelled; re-run that config into a fresh folder")
+                           "result cannot be labelled; run each config into a folder of its own (hydra.run.dir or "
+                           "hydra.sweep.dir)")
         if job.status == "complete":
             reasons += accuracy_problems(job, metric)
         if job.hpo_role == "final":

@@ -101,7 +101,7 @@ def _seed_values(jobs: list[Job], key: str) -> list[float]:
 
 
 def _acc_vs_shift(jobs: list[Job]) -> dict[float, Spread]:
-    by_shift: dict[float, dict[Job, float]] = {}
+    by_shift: dict[float, dict[str, float]] = {}  # shift -> job path -> accuracy
     for job in jobs:
         curve = (job.metrics or {}).get("acc_vs_shift")
         if not isinstance(curve, dict):
