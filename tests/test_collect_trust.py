@@ -110,6 +110,14 @@ def test_same_seed_with_different_settings_counts_as_one_seed(tmp_path, capsys):
     flag = next(f for f in results["flags"] if "seed 0 has 2 jobs with different settings" in f)
     assert "optimizer.lr: 0.003 in" in flag and f"0.01 in {root / 'mb0'}" in flag and "not replicates" in flag
 
+    # pooling the operators (--by dataset): each seed is one replicate, the mean over its jobs, flagged once
+    results, _, _ = run_collect(tmp_path, root, capsys=capsys, extra=("--by", "dataset"))
+    (cell,) = results["cells"]
+    pooled = [np.mean([0.980, 0.986, strided[0]]), np.mean([0.983, strided[1]]), np.mean([0.981, strided[2]])]
+    assert cell["n_finished"] == cell["n_expected"] == 3 and cell["values"] == pytest.approx(pooled, abs=1e-15)
+    (flag,) = [f for f in results["flags"] if "not replicates" in f]
+    assert "seed 0 has 3 jobs with different settings" in flag and "and so do seeds 1, 2 (in " in flag
+
 
 def test_same_seed_from_another_code_version_counts_once_and_is_flagged(tmp_path, capsys):
     """The same config and seed run from two commits (one from a dirty tree) is one seed, not two; the
@@ -397,6 +405,7 @@ def test_a_copied_study_counts_each_trial_and_final_once(tmp_path, capsys):
     tuned = cells_by(results)[("mnist", "maxpool tuned")]
     assert tuned["values"] == made["finals"]["lenet-maxpool-mnist"] and tuned["n_expected"] == 3
     assert len(results["counted_once"]) == 3
+    assert sum(results["trial_counts"].values()) == sum(len(v) for v in made["trials"].values())
     lines = [w for w in warning_lines(stderr) if "of study 'lenet-maxpool-mnist' is also in" in w]
     assert len(lines) == len(values) and not any("two studies of one name" in w for w in lines)
 

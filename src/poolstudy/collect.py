@@ -95,7 +95,9 @@ def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]
         notices += [d.describe(args.metric) for d in duplicates]
         summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
                             alpha=args.alpha, baseline_given=args.baseline is not None)
-        studies = hpo.studies_from_folders(jobs, found.studies, grouping, cells, warnings)
+        repeated_trials: list[records.Job] = []
+        studies = hpo.studies_from_folders(jobs, found.studies, grouping, cells, warnings, repeated_trials)
+        jobs = [job for job in jobs if not any(job is trial for trial in repeated_trials)]
     finally:
         _report(warnings, notices)
     if args.storage:

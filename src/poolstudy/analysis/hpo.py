@@ -123,7 +123,8 @@ def _counts_from_summary(summary: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in counts.items() if isinstance(v, int)}
 
 
-def _one_per_number(name: str, trial_jobs: list[Job], warnings: Warnings | None) -> list[Trial]:
+def _one_per_number(name: str, trial_jobs: list[Job], warnings: Warnings | None,
+                    repeated: list[Job]) -> list[Trial]:
     """A study's trials, each number once: two folders of one trial number (a copied or re-collected
     sweep) are one trial, not two draws of the search. The first finished folder found counts."""
     by_number: dict[int, list[tuple[Trial, Job]]] = {}
@@ -134,6 +135,7 @@ def _one_per_number(name: str, trial_jobs: list[Job], warnings: Warnings | None)
     for number, found in sorted(by_number.items()):
         found.sort(key=lambda pair: pair[0].state == "running")  # stable: found order otherwise
         trials.append(found[0][0])
+        repeated += [job for _, job in found[1:]]
         if len(found) > 1 and warnings is not None:
             values = {t.value for t, _ in found}
             warnings.add(found[0][1].path,
@@ -145,7 +147,11 @@ def _one_per_number(name: str, trial_jobs: list[Job], warnings: Warnings | None)
 
 
 def studies_from_folders(jobs: list[Job], folders: list[StudyFolder], grouping: Grouping,
-                         cells: list[Cell], warnings: Warnings | None = None) -> list[Study]:
+                         cells: list[Cell], warnings: Warnings | None = None,
+                         repeated: list[Job] | None = None) -> list[Study]:
+    """Studies from their folders' study_summary.json and trial/final job folders. A trial number found
+    in several folders counts once (warned); the others are appended to ``repeated``."""
+    repeated = [] if repeated is None else repeated
     by_name: dict[str, Study] = {}
     grid: dict[str, dict] = {}
     for folder in folders:
@@ -165,7 +171,7 @@ def studies_from_folders(jobs: list[Job], folders: list[StudyFolder], grouping: 
             by_name.setdefault(job.study, Study(job.study, str(Path(job.path).parent.parent)))
     for name, study in by_name.items():
         trial_jobs = [job for job in members.get(name, []) if job.hpo_role == "trial"]
-        study.trials = _one_per_number(name, trial_jobs, warnings)
+        study.trials = _one_per_number(name, trial_jobs, warnings, repeated)
         if study.best_value is None and study.values:
             study.best_value = max(study.values)
         _place(study, grouping, members.get(name, []), grid.get(name, {}), cells)

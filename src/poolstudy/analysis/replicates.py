@@ -70,13 +70,22 @@ def _setting(job: Job, key: str) -> Any:
     return job.config_value(key) if value is MISSING else value
 
 
-def _mixed_flag(cell: Cell, seed: Any, leaders: list[Job]) -> str:
-    keys = sorted({key for i, a in enumerate(leaders) for b in leaders[i + 1:] for key in identity.differences(a, b)})
+def _differing(leaders: list[Job]) -> list[str]:
+    return sorted({key for i, a in enumerate(leaders) for b in leaders[i + 1:] for key in identity.differences(a, b)})
+
+
+def _mixed_flag(cell: Cell, mixed: list[tuple[Any, list[Job]]]) -> str:
+    """One flag per cell: the first mixed seed in detail, the others by number."""
+    seed, leaders = mixed[0]
     listing = "; ".join(f"{key}: " + ", ".join(f"{show_value(_setting(job, key))} in {job.path}" for job in leaders)
-                        for key in keys)
+                        for key in _differing(leaders))
     where = "all jobs" if cell.panel is None else show_value(cell.panel)
-    return (f"{where} / {cell.label}: seed {show_value(seed)} has {len(leaders)} jobs with different settings "
-            f"({listing}); they are not replicates: the seed counts once, with the mean of its finished jobs. "
+    text = f"{where} / {cell.label}: seed {show_value(seed)} has {len(leaders)} jobs with different settings ({listing})"
+    if len(mixed) > 1:
+        keys = sorted({key for _, jobs in mixed[1:] for key in _differing(jobs)})
+        text += (f", and so do seeds {', '.join(show_value(s) for s, _ in mixed[1:])} (in "
+                 f"{', '.join(keys)})")
+    return (text + "; they are not replicates: each seed counts once, with the mean of its finished jobs. "
             "Group by the differing key (--by) to compare them.")
 
 
@@ -87,6 +96,7 @@ def collapse(cells: list[Cell], metric: str) -> tuple[list[Duplicate], list[str]
     flags: list[str] = []
     for cell in cells:
         dropped: set[int] = set()
+        mixed: list[tuple[Any, list[Job]]] = []
         for jobs in _by_seed(cell.jobs).values():
             if len(jobs) < 2:
                 continue
@@ -98,7 +108,9 @@ def collapse(cells: list[Cell], metric: str) -> tuple[list[Duplicate], list[str]
                     duplicates.append(Duplicate(cell.panel, cell.label, kept.seed, kept, rest,
                                                 {job.path: job.number(metric) for job in cluster}))
             if len(clusters) > 1:
-                flags.append(_mixed_flag(cell, jobs[0].seed, [cluster[0] for cluster in clusters]))
+                mixed.append((jobs[0].seed, [cluster[0] for cluster in clusters]))
+        if mixed:
+            flags.append(_mixed_flag(cell, sorted(mixed, key=lambda item: sort_key(item[0]))))
         cell.jobs = [job for job in cell.jobs if id(job) not in dropped]
     return duplicates, flags
 
