@@ -95,8 +95,12 @@ def write_job(folder: Path, operator: str = "maxpool", dataset: str = "mnist", s
             "history": [{"epoch": e, "train_loss": 1.0 / e, "train_acc": 0.9, "val_loss": 0.5 / e,
                          "val_acc": val_acc - 0.01 * (epochs - e), "lr": 0.003, "epoch_time_s": 3.0}
                         for e in range(1, epochs + 1)],
-            "model": {"arch": "lenet", "downsample": dict(OPERATORS[operator]), "dropout": 0.4},
-            "dataset": {"name": dataset, "source": "test"},
+            # what train.py records of the config it trained with (the collector checks the snapshot against it)
+            "model": {"arch": cfg["model"]["arch"], "downsample": dict(cfg["model"]["downsample"]),
+                      "dropout": cfg["model"].get("dropout")},
+            "dataset": {"name": cfg["dataset"]["name"], "source": "test"},
+            "optimizer": {"name": cfg["optimizer"]["_target_"].rsplit(".", 1)[-1], "lr": cfg["optimizer"]["lr"],
+                          "weight_decay": cfg["optimizer"]["weight_decay"], "batch_size": cfg["trainer"]["batch_size"]},
             "environment": {"git_commit": commit, "git_dirty": False},
         }
         if hpo:
@@ -407,14 +411,15 @@ def make_hpo_sweep(root: Path) -> dict[str, list]:
             else:
                 write_job(study / "trials" / str(number), operator, test_acc=value + 0.002, hpo=hpo,
                           config={"optimizer.lr": 0.001 * (number + 1)})
+        best_trial = values.index(max(v for v in values if isinstance(v, float)))
         for seed, acc in enumerate(finals[name]):
             write_job(study / "final" / f"seed{seed}", operator, seed=seed, test_acc=acc, config={"optimizer.lr": 0.005},
-                      hpo={"role": "final", "study_name": name, "trial": 2})
+                      hpo={"role": "final", "study_name": name, "trial": best_trial})
         (study / "study_summary.json").write_text(json.dumps({
             "study_name": name, "status": "complete", "cell": [f"model={operator}", "dataset=mnist"],
             "arch": "lenet", "downsample": operator, "dataset": "mnist",
             "best_params": {"optimizer.lr": 0.005, "trainer.batch_size": 64}, "best_val_acc": max(
-                v for v in values if isinstance(v, float)),
+                v for v in values if isinstance(v, float)), "best_trial": best_trial,
             "n_trials": 6, "n_complete": sum(isinstance(v, float) for v in values), "n_pruned": values.count(None),
             "n_failed": values.count("failed"), "sampler": "optuna.samplers.TPESampler", "sampler_seed": 0}))
     return {"trials": trial_values, "finals": finals}

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from poolstudy.analysis import consistency, hpo, records
+from poolstudy.analysis import consistency, hpo, records, replicates, screening
 from poolstudy.analysis.cells import make_grouping
 from poolstudy.analysis.report import Collection, write_outputs
 from poolstudy.analysis.summary import DEFAULT_BASELINE, METRICS, summarise
@@ -59,6 +59,12 @@ def _check_out(out: Path) -> None:
         raise PoolStudyError(f"--out {out}: exists and is not a folder.")
 
 
+def _report(warnings: records.Warnings, notices: list[str]) -> None:
+    """Reading problems, then what is not counted and why, one line each on stderr."""
+    for line in [*warnings, *notices]:
+        print(f"warning: {line}".replace("\n", " "), file=sys.stderr)
+
+
 def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]:
     """Reads and summarises everything ``args`` names; returns the collection and its output folder."""
     if not 0 < args.alpha < 1:
@@ -70,24 +76,38 @@ def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]
     _check_out(out)
 
     warnings = records.Warnings()
-    jobs, study_folders = records.discover(paths, warnings, skip=out)
-    for line in warnings:
-        print(f"warning: {line}".replace("\n", " "), file=sys.stderr)
-    if not jobs and not study_folders and not args.storage:
-        raise PoolStudyError(f"no job folders (folders holding .hydra/config.yaml) under {', '.join(paths)}; "
-                             "give run, multirun or HPO sweep folders, or outputs/.")
-
-    grouping, cells = make_grouping(jobs, _keys(args.by), args.panel)
-    summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
-                        alpha=args.alpha, baseline_given=args.baseline is not None)
-    studies = hpo.studies_from_folders(jobs, study_folders, grouping, cells)
+    found = records.discover(paths, warnings, skip=out)
+    notices = [f"{s.path}: skipped: {s.reason}" for s in found.skipped]
+    try:  # every warning is printed, also when a mistake stops the collection
+        jobs, excluded = screening.screen(found.jobs, args.metric, warnings)
+        notices += [f"{e.path}: excluded: {e.reason}" for e in excluded]
+        if not jobs and not found.studies and not args.storage:
+            if found.jobs or found.skipped:
+                raise PoolStudyError(
+                    f"no poolstudy job to report under {', '.join(paths)}: {len(found.skipped)} folder(s) skipped "
+                    f"and {len(excluded)} job(s) excluded, each with its reason above.")
+            raise PoolStudyError(f"no job folders (folders holding .hydra/config.yaml) under {', '.join(paths)}; "
+                                 "give run, multirun or HPO sweep folders, or outputs/.")
+        grouping, cells = make_grouping(jobs, _keys(args.by), args.panel)
+        duplicates, seed_flags = replicates.collapse(cells, args.metric)
+        repeated = {id(job) for d in duplicates for job in d.dropped}
+        jobs = [job for job in jobs if id(job) not in repeated]
+        notices += [d.describe(args.metric) for d in duplicates]
+        summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
+                            alpha=args.alpha, baseline_given=args.baseline is not None)
+        repeated_trials: list[records.Job] = []
+        studies = hpo.studies_from_folders(jobs, found.studies, grouping, cells, warnings, repeated_trials)
+        jobs = [job for job in jobs if not any(job is trial for trial in repeated_trials)]
+    finally:
+        _report(warnings, notices)
     if args.storage:
         studies = hpo.merge(studies, hpo.studies_from_storage(args.storage, args.study, grouping, cells))
-    flags = consistency.check(cells, grouping, _keys(args.ignore) or [])
+    flags = seed_flags + consistency.check(cells, grouping, _keys(args.ignore) or [])
 
     command = shlex.join(["python -m poolstudy.collect", *argv]).replace("'python -m poolstudy.collect'",
                                                                          "python -m poolstudy.collect")
-    return Collection(command, list(paths), jobs, cells, summary, studies, flags, list(warnings)), out
+    return Collection(command, list(paths), jobs, cells, summary, studies, flags, list(warnings),
+                      duplicates, excluded, found.skipped), out
 
 
 def collect(args: argparse.Namespace, argv: list[str]) -> int:

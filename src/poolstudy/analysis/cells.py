@@ -44,6 +44,12 @@ def key_value(job: Job, key: str) -> Any:
     return job.config_value(key)
 
 
+def seed_key(job: Job) -> tuple:
+    """Jobs with one seed share a key; a job without a known seed is its own."""
+    seed = job.seed
+    return ("job", job.path) if seed is MISSING else ("seed", repr(seed))
+
+
 def show_value(value: Any) -> str:
     if value is MISSING:
         return "?"
@@ -73,6 +79,12 @@ class Cell:
     @property
     def complete(self) -> list[Job]:
         return [job for job in self.jobs if job.status == COMPLETE]
+
+    @property
+    def expected(self) -> int:
+        """The seeds the cell should have results for: one per distinct seed among its jobs, whatever
+        their state (a seed run in two folders is one replicate)."""
+        return len({seed_key(job) for job in self.jobs})
 
     def count(self, state: str) -> int:
         return sum(job.status == state for job in self.jobs)
@@ -133,7 +145,8 @@ def make_grouping(jobs: list[Job], by: list[str] | None, panel: str | None) -> t
         keys.append(panel_key)
     else:
         keys = list(dict.fromkeys(canonical_key(k) for k in by if k.strip()))
-    _check_keys(keys, members or jobs, "--by")
+    if jobs:  # with none (all excluded, only study summaries), there is nothing to check the keys against
+        _check_keys(keys, members or jobs, "--by")
     if panel and panel_key not in keys:
         raise PoolStudyError(f"--panel {panel!r} must be one of the grouping keys (--by): {', '.join(keys)}.")
     row_keys = tuple(k for k in keys if k != panel_key)

@@ -1,5 +1,6 @@
 """Flags for results that should not be compared as they are: jobs of one cell that differ in a config
-key nobody grouped by, variants run with different settings, and results from several code versions."""
+key nobody grouped by or in the data their metrics.json records, variants run with different settings
+or data, and results from several code versions."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from poolstudy.analysis.cells import Cell, Grouping, show_value
+from poolstudy.analysis.identity import RECORDED_DATA_KEYS, recorded_data
 from poolstudy.analysis.records import MISSING, Job
 
 # Keys that differ between jobs by design or do not change results (hpo.*: the HPO sweeper's bookkeeping).
@@ -16,6 +18,7 @@ PER_JOB_PREFIXES = ("hydra.", "hpo.")
 # Between variants, the downsampling operator's own settings are what is being compared.
 VARIANT_PREFIX = "model.downsample."
 ARCH_KEY, ARCH_PREFIX = "model.arch", "model."
+MAX_NAMED = 10  # job folders named in one flag
 
 
 def _where(panel: Any) -> str:
@@ -37,7 +40,15 @@ class _Ignore:
 
 
 def _keys(jobs: list[Job], ignored: _Ignore) -> list[str]:
-    return sorted({key for job in jobs for key in job.config if not ignored(key)})
+    keys = {key for job in jobs for key in job.config} | {key for job in jobs for key in recorded_data(job)}
+    return sorted(key for key in keys if not ignored(key))
+
+
+def _values(jobs: list[Job], key: str) -> list[Any]:
+    """The key's value per job; the data a job recorded only where its metrics.json exists."""
+    if key in RECORDED_DATA_KEYS:
+        return [v for v in (recorded_data(job).get(key, MISSING) for job in jobs) if v is not MISSING]
+    return [job.config.get(key, MISSING) for job in jobs]
 
 
 def _within_cells(cells: list[Cell], ignored: _Ignore) -> list[str]:
@@ -45,7 +56,7 @@ def _within_cells(cells: list[Cell], ignored: _Ignore) -> list[str]:
     for cell in cells:
         jobs = [job for job in cell.jobs if job.config]
         for key in _keys(jobs, ignored):
-            counts = Counter(job.config.get(key, MISSING) for job in jobs)
+            counts = Counter(_values(jobs, key))
             if len(counts) > 1:
                 flags.append(f"{_where(cell.panel)} / {cell.label}: its jobs differ in {key}: {_listing(counts)}; "
                              "their mean mixes different settings.")
@@ -77,14 +88,14 @@ def _between_variants(cells: list[Cell], ignored: _Ignore) -> list[str]:
 
 def _uniform(cell: Cell, key: str) -> Any:
     """The key's value shared by all of a cell's jobs; MISSING when they disagree or lack it."""
-    values = {job.config.get(key, MISSING) for job in cell.jobs if job.config}
+    values = set(_values([job for job in cell.jobs if job.config], key))
     return values.pop() if len(values) == 1 else MISSING
 
 
 def _disagreement(cells: list[Cell], key: str) -> str | None:
     per_value: dict[Any, list[str]] = {}
     for cell in cells:
-        values = {job.config.get(key, MISSING) for job in cell.jobs if job.config}
+        values = set(_values([job for job in cell.jobs if job.config], key))
         if len(values) == 1:  # cells that disagree internally are flagged already
             per_value.setdefault(values.pop(), []).append(cell.label)
     if len(per_value) < 2:
@@ -103,10 +114,11 @@ def _code_versions(cells: list[Cell]) -> list[str]:
                                 for commit, n in sorted(commits.items(), key=lambda i: (-i[1], i[0])))
             flags.append(f"{_where(panel)}: results come from {len(commits)} code versions (git commit {listing}); "
                          "mixing them may invalidate the comparison.")
-    dirty = sum(job.git_dirty for cell in cells for job in cell.complete)
+    dirty = [job.path for cell in cells for job in cell.complete if job.git_dirty]
     if dirty:
-        flags.append(f"{dirty} finished job{'s' if dirty != 1 else ''} ran from a working tree with uncommitted "
-                     "changes (git_dirty); their code is not exactly their commit.")
+        shown = ", ".join(dirty[:MAX_NAMED]) + (f" and {len(dirty) - MAX_NAMED} more" if len(dirty) > MAX_NAMED else "")
+        flags.append(f"{len(dirty)} finished job{'s' if len(dirty) != 1 else ''} ran from a working tree with "
+                     f"uncommitted changes (git_dirty: {shown}); their code is not exactly their commit.")
     return flags
 
 

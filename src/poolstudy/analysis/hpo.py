@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from poolstudy.analysis.cells import TUNING, Cell, Grouping, canonical_key, key_value, show_value
-from poolstudy.analysis.records import COMPLETE, MISSING, PARTIAL, Job, StudyFolder, as_number
+from poolstudy.analysis.records import COMPLETE, MISSING, PARTIAL, Job, StudyFolder, Warnings, as_number
 from poolstudy.analysis.stats import best_so_far, expected_max
 from poolstudy.errors import PoolStudyError
 
@@ -123,8 +123,35 @@ def _counts_from_summary(summary: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in counts.items() if isinstance(v, int)}
 
 
+def _one_per_number(name: str, trial_jobs: list[Job], warnings: Warnings | None,
+                    repeated: list[Job]) -> list[Trial]:
+    """A study's trials, each number once: two folders of one trial number (a copied or re-collected
+    sweep) are one trial, not two draws of the search. The first finished folder found counts."""
+    by_number: dict[int, list[tuple[Trial, Job]]] = {}
+    for i, job in enumerate(trial_jobs):
+        trial = _trial_from_job(job, i)
+        by_number.setdefault(trial.number, []).append((trial, job))
+    trials = []
+    for number, found in sorted(by_number.items()):
+        found.sort(key=lambda pair: pair[0].state == "running")  # stable: found order otherwise
+        trials.append(found[0][0])
+        repeated += [job for _, job in found[1:]]
+        if len(found) > 1 and warnings is not None:
+            values = {t.value for t, _ in found}
+            warnings.add(found[0][1].path,
+                         f"trial {number} of study {name!r} is also in {', '.join(j.path for _, j in found[1:])}: "
+                         f"counted once, as {found[0][1].path}" +
+                         ("" if len(values) == 1 else "; their results differ, so these may be two studies of "
+                          "one name (other storages): collect them separately"))
+    return trials
+
+
 def studies_from_folders(jobs: list[Job], folders: list[StudyFolder], grouping: Grouping,
-                         cells: list[Cell]) -> list[Study]:
+                         cells: list[Cell], warnings: Warnings | None = None,
+                         repeated: list[Job] | None = None) -> list[Study]:
+    """Studies from their folders' study_summary.json and trial/final job folders. A trial number found
+    in several folders counts once (warned); the others are appended to ``repeated``."""
+    repeated = [] if repeated is None else repeated
     by_name: dict[str, Study] = {}
     grid: dict[str, dict] = {}
     for folder in folders:
@@ -144,8 +171,7 @@ def studies_from_folders(jobs: list[Job], folders: list[StudyFolder], grouping: 
             by_name.setdefault(job.study, Study(job.study, str(Path(job.path).parent.parent)))
     for name, study in by_name.items():
         trial_jobs = [job for job in members.get(name, []) if job.hpo_role == "trial"]
-        trials = [_trial_from_job(job, i) for i, job in enumerate(trial_jobs)]
-        study.trials = sorted(trials, key=lambda t: t.number)
+        study.trials = _one_per_number(name, trial_jobs, warnings, repeated)
         if study.best_value is None and study.values:
             study.best_value = max(study.values)
         _place(study, grouping, members.get(name, []), grid.get(name, {}), cells)

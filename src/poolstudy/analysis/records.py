@@ -2,7 +2,8 @@
 
 A job folder is any folder holding ``.hydra/`` (normally with Hydra's ``config.yaml``). Its
 outcome is read from ``metrics.json`` (finished) or ``status.json`` (invalid, failed, pruned);
-a folder with neither is a job that is still running or was killed.
+a folder with neither is a job that is still running or was killed. A Hydra folder of another
+project (a snapshot without poolstudy's keys) is skipped with its reason, never counted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ STATUS_FILE_STATES = ("invalid", "failed", "pruned")
 # Every state a job can be in, in the order tables list them.
 STATES = (COMPLETE, *STATUS_FILE_STATES, PARTIAL, UNREADABLE)
 STATE_NAMES = {PARTIAL: "running or killed", UNREADABLE: "unreadable files"}
+
+# The keys every poolstudy job's snapshot has: what places it in a cell and how long it trained. A
+# Hydra snapshot without them is another project's run.
+POOLSTUDY_KEYS = ("model.arch", "model.downsample.type", "dataset.name", "seed", "trainer.epochs")
+# What a study_summary.json of poolstudy's HPO sweeper always holds.
+STUDY_SUMMARY_KEYS = ("study_name", "n_trials")
 
 # HPO layout: <sweep>/<study>/trials/<number>/ and <sweep>/<study>/final/<seed>/.
 HPO_FOLDERS = {"trials": "trial", "final": "final"}
@@ -69,6 +76,10 @@ class Job:
             return self.config[key]
         return lookup(self.metrics or {}, key)
 
+    @property
+    def seed(self) -> Any:
+        return self.config_value("seed")
+
     def number(self, key: str) -> float | None:
         """A finite number from metrics.json, else None."""
         return as_number(lookup(self.metrics or {}, key))
@@ -82,6 +93,14 @@ class Job:
     def git_dirty(self) -> bool:
         env = (self.metrics or {}).get("environment")
         return bool(env.get("git_dirty")) if isinstance(env, dict) else False
+
+
+@dataclass
+class Skipped:
+    """A folder that looks like a job (``.hydra/``) or a study but is not poolstudy's."""
+
+    path: str
+    reason: str
 
 
 @dataclass
@@ -135,22 +154,45 @@ def _read_json(path: Path, warnings: Warnings, consequence: str = "the job is co
     return data
 
 
-def _read_config(job_dir: Path, display: str, warnings: Warnings) -> dict[str, Any]:
+def _read_config(job_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """The flattened snapshot, and what is wrong with it (None when it was read)."""
     path = job_dir / CONFIG_SNAPSHOT
-    shown = os.path.join(display, str(CONFIG_SNAPSHOT))
     if not path.is_file():
-        warnings.add(shown, "missing; the job is placed by its metrics.json where possible")
-        return {}
+        return {}, "missing"
     try:
         tree = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        warnings.add(shown, f"unreadable YAML ({first_line}); the job is placed by its metrics.json where possible")
-        return {}
+        return {}, f"unreadable YAML ({first_line})"
     if not isinstance(tree, dict):
-        warnings.add(shown, "is not a YAML mapping; the job is placed by its metrics.json where possible")
+        return {}, "is not a YAML mapping"
+    return flatten(tree), None
+
+
+def _peek_metrics(job_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((job_dir / METRICS_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
-    return flatten(tree)
+    return data if isinstance(data, dict) else {}
+
+
+def foreign_reason(job_dir: Path, config: dict[str, Any], problem: str | None) -> str | None:
+    """Why a ``.hydra/`` folder is not a poolstudy job, or None when it is one. A snapshot that was
+    read decides; a broken one is poolstudy's when its metrics.json is (the job is placed by it)."""
+    keys = ", ".join(POOLSTUDY_KEYS)
+    if problem is None:
+        missing = [key for key in POOLSTUDY_KEYS if key not in config]
+        if len(missing) == len(POOLSTUDY_KEYS):
+            return f"not a poolstudy job: its {CONFIG_SNAPSHOT} has none of poolstudy's keys ({keys})"
+        if missing:
+            return f"not a poolstudy job: its {CONFIG_SNAPSHOT} lacks {', '.join(missing)} (poolstudy's keys: {keys})"
+        return None
+    metrics = _peek_metrics(job_dir)
+    if all(lookup(metrics, key) is not MISSING for key in ("model.downsample.type", "dataset.name", "seed")):
+        return None
+    return (f"cannot tell which job it is: its {CONFIG_SNAPSHOT} is {problem} and it has no poolstudy "
+            f"{METRICS_FILE} to place it by")
 
 
 def _outcome(job_dir: Path, display: str, warnings: Warnings) -> tuple[str, dict | None, str | None]:
@@ -198,18 +240,31 @@ def _hpo_role(job_dir: Path, metrics: dict | None, config: dict[str, Any]) -> tu
     return role, job_dir.parent.parent.name, trial
 
 
-def load_job(job_dir: Path, display: str, warnings: Warnings) -> Job:
-    config = _read_config(job_dir, display, warnings)
+def load_job(job_dir: Path, display: str, warnings: Warnings) -> Job | Skipped:
+    config, problem = _read_config(job_dir)
+    reason = foreign_reason(job_dir, config, problem)
+    if reason is not None:
+        return Skipped(display, reason)
+    if problem is not None:
+        warnings.add(os.path.join(display, str(CONFIG_SNAPSHOT)),
+                     f"{problem}; the job is placed by its metrics.json where possible")
     status, metrics, error = _outcome(job_dir, display, warnings)
     role, study, trial = _hpo_role(job_dir, metrics, config)
     return Job(path=display, status=status, config=config, metrics=metrics, error=error,
                hpo_role=role, study=study, trial=trial)
 
 
-def discover(paths: list[str], warnings: Warnings, skip: Path | None = None) -> tuple[list[Job], list[StudyFolder]]:
-    """Every job folder and HPO study summary under ``paths``, each once, in a stable order."""
-    jobs: list[Job] = []
-    studies: list[StudyFolder] = []
+@dataclass
+class Found:
+    jobs: list[Job] = field(default_factory=list)
+    studies: list[StudyFolder] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)  # folders that are not poolstudy's
+
+
+def discover(paths: list[str], warnings: Warnings, skip: Path | None = None) -> Found:
+    """Every job folder and HPO study summary under ``paths``, each once, in a stable order, and the
+    folders that are not poolstudy's."""
+    found = Found()
     seen: set[Path] = set()
     skip_real = skip.resolve() if skip is not None else None
     for root in paths:
@@ -225,10 +280,18 @@ def discover(paths: list[str], warnings: Warnings, skip: Path | None = None) -> 
             if real in seen:
                 continue
             seen.add(real)
+            display = os.path.normpath(dirpath)
             if is_job:
-                jobs.append(load_job(here, os.path.normpath(dirpath), warnings))
+                job = load_job(here, display, warnings)
+                (found.skipped if isinstance(job, Skipped) else found.jobs).append(job)
             if STUDY_SUMMARY in filenames:
                 summary = _read_json(here / STUDY_SUMMARY, warnings, "the study's summary is left out")
-                if summary is not None:
-                    studies.append(StudyFolder(os.path.normpath(dirpath), summary))
-    return jobs, studies
+                if summary is None:
+                    continue
+                missing = [key for key in STUDY_SUMMARY_KEYS if key not in summary]
+                if missing:
+                    found.skipped.append(Skipped(os.path.join(display, STUDY_SUMMARY),
+                                                 f"not a poolstudy study summary: it lacks {', '.join(missing)}"))
+                else:
+                    found.studies.append(StudyFolder(display, summary))
+    return found

@@ -15,7 +15,9 @@ from typing import Any
 from poolstudy.analysis import plots, tables
 from poolstudy.analysis.cells import TUNING, Cell, show_value
 from poolstudy.analysis.hpo import Study
-from poolstudy.analysis.records import COMPLETE, MISSING, STATE_NAMES, STATES, Job
+from poolstudy.analysis.records import COMPLETE, MISSING, STATE_NAMES, STATES, Job, Skipped
+from poolstudy.analysis.replicates import Duplicate
+from poolstudy.analysis.screening import Excluded
 from poolstudy.analysis.stats import Spread
 from poolstudy.analysis.summary import INVARIANCE_KEYS, CellSummary, Summary
 from poolstudy.utils.io import atomic_write_json, atomic_write_text
@@ -39,6 +41,9 @@ class Collection:
     studies: list[Study]
     flags: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)  # repeated folders, each counted once
+    excluded: list[Excluded] = field(default_factory=list)  # jobs whose numbers cannot be reported
+    skipped: list[Skipped] = field(default_factory=list)  # folders that are not poolstudy's
 
     @property
     def members(self) -> list[Job]:
@@ -72,7 +77,7 @@ def _cell_record(row: CellSummary, metric: str) -> dict:
     c = row.comparison
     return {
         "panel": row.cell.panel, "keys": row.cell.values, "variant": row.label,
-        "n_finished": row.metric.n, "n_expected": len(row.cell.jobs),
+        "n_finished": row.metric.n, "n_expected": row.cell.expected,
         "counts": {state: row.cell.count(state) for state in STATES},
         metric: _spread(row.metric), "val_acc": _spread(row.val_acc),
         "seeds": row.seeds, "values": row.values, "jobs": row.jobs,
@@ -126,6 +131,10 @@ def results_json(col: Collection, files: list[str]) -> dict:
         "studies": [_study_record(s) for s in col.studies],
         "flags": col.flags, "notes": summary.notes, "warnings": col.warnings,
         "jobs": [_job_record(job) for job in col.jobs],
+        "counted_once": [{"panel": d.panel, "variant": d.label, "seed": d.seed, "kept": d.kept.path,
+                          "repeats": [j.path for j in d.dropped], "values": d.values} for d in col.duplicates],
+        "excluded": [{**_job_record(e.job), "reason": e.reason} for e in col.excluded],
+        "skipped": [{"path": s.path, "reason": s.reason} for s in col.skipped],
         "files": files,
     })
 
@@ -149,7 +158,7 @@ def summary_markdown(col: Collection) -> str:
         f"# Results: {title}",
         f"{len(col.members)} jobs in {len(col.cells)} cells from {', '.join(f'`{p}`' for p in col.inputs) or 'none'}: "
         f"{_count_line(col.members)}." + (f" Also {len(col.trials)} HPO trials ({_count_line(col.trials)})."
-                                          if col.trials else ""),
+                                          if col.trials else "") + _not_counted(col),
         f"Variants by {variant_keys}" + (" and tuning" if TUNING in grouping.row_keys else "") +
         (f"; datasets by `{grouping.panel_key}`" if grouping.panel_key else "") +
         f". Baseline `{summary.baseline}`; Welch's t-test (Mann–Whitney U alongside), both two-sided, "
@@ -157,6 +166,8 @@ def summary_markdown(col: Collection) -> str:
     ]
     if col.flags:
         parts.append(f"**{len(col.flags)} flag(s): check the Flags section before comparing.**")
+    if col.excluded:
+        parts.append(f"**{len(col.excluded)} job(s) excluded: see the Excluded section.**")
     parts += ["## Overview", tables.overview_markdown(summary),
               f"{title.capitalize()} in %, mean ± std over seeds (finished/expected jobs). Best per dataset in "
               f"**bold**; {tables.SIGNIFICANT_MARK}: differs from the baseline (Holm-adjusted Welch p < "
@@ -179,10 +190,42 @@ def summary_markdown(col: Collection) -> str:
         parts += ["## Not finished", tables.markdown_table(["job", "status", "error"], body)]
         if len(unfinished) > MAX_LISTED:
             parts.append(f"… and {len(unfinished) - MAX_LISTED} more (all in {JOBS_CSV}).")
+    parts += _not_counted_sections(col)
     for heading, items in (("Flags", col.flags), ("Notes", summary.notes), ("Warnings", col.warnings)):
         if items:
             parts += [f"## {heading}", "\n".join(f"- {item}" for item in items)]
     return "\n\n".join(parts) + "\n"
+
+
+def _not_counted(col: Collection) -> str:
+    parts = []
+    repeats = sum(len(d.dropped) for d in col.duplicates)
+    if repeats:
+        parts.append(f"{repeats} repeated job folder{'s' if repeats != 1 else ''} (see Counted once)")
+    if col.excluded:
+        parts.append(f"{len(col.excluded)} excluded job{'s' if len(col.excluded) != 1 else ''} (see Excluded)")
+    if col.skipped:
+        parts.append(f"{len(col.skipped)} skipped folder{'s' if len(col.skipped) != 1 else ''}, not poolstudy's "
+                     "(see Skipped)")
+    return f" Not counted: {', '.join(parts)}." if parts else ""
+
+
+def _not_counted_sections(col: Collection) -> list[str]:
+    parts = []
+    if col.duplicates:
+        body = [[d.where, show_value(d.seed), d.kept.path, ", ".join(j.path for j in d.dropped)]
+                for d in col.duplicates]
+        parts += ["## Counted once",
+                  "Folders of one cell with the same seed and the same settings hold one job run more than once; "
+                  "each seed counts once.",
+                  tables.markdown_table(["cell", "seed", "counted", "repeated in"], body)]
+    if col.excluded:
+        parts += ["## Excluded", "Not in any table or figure: their numbers cannot be labelled with their config, "
+                                 "data or trial.",
+                  tables.markdown_table(["job", "reason"], [[e.path, e.reason] for e in col.excluded])]
+    if col.skipped:
+        parts += ["## Skipped", tables.markdown_table(["folder", "reason"], [[s.path, s.reason] for s in col.skipped])]
+    return parts
 
 
 def _first_line(text: str | None, limit: int = 160) -> str:

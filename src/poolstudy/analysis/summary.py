@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from poolstudy.analysis.cells import TUNING, Cell, Grouping, key_value, sort_key
+from poolstudy.analysis.cells import TUNING, Cell, Grouping
 from poolstudy.analysis.records import Job, as_number
+from poolstudy.analysis.replicates import per_seed
 from poolstudy.analysis.stats import Comparison, Spread, compare, holm, spread
 from poolstudy.errors import PoolStudyError
 
@@ -22,9 +23,9 @@ INVARIANCE_KEYS = ("shift_consistency", "prediction_distance_1px")
 @dataclass
 class CellSummary:
     cell: Cell
-    values: list[float]  # the metric of each finished job, in seed order
+    values: list[float]  # the metric per seed (the mean of the seed's finished jobs), in seed order
     seeds: list[Any]
-    jobs: list[str]  # paths of those jobs
+    jobs: list[str]  # paths of the jobs behind those values
     metric: Spread
     val_acc: Spread
     costs: dict[str, float | None]
@@ -86,8 +87,7 @@ class Summary:
 
 
 def _finished(cell: Cell, metric: str) -> list[Job]:
-    jobs = [job for job in cell.complete if job.number(metric) is not None]
-    return sorted(jobs, key=lambda job: (sort_key(key_value(job, "seed")), job.path))
+    return [job for job in cell.complete if job.number(metric) is not None]
 
 
 def _mean(numbers: list[float | None]) -> float | None:
@@ -95,8 +95,13 @@ def _mean(numbers: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def _seed_values(jobs: list[Job], key: str) -> list[float]:
+    """One value per seed (the mean of its jobs): seeds, not job folders, are the replicates."""
+    return [value for _, value, _ in per_seed(jobs, lambda job: job.number(key))]
+
+
 def _acc_vs_shift(jobs: list[Job]) -> dict[float, Spread]:
-    by_shift: dict[float, list[float]] = {}
+    by_shift: dict[float, dict[str, float]] = {}  # shift -> job path -> accuracy
     for job in jobs:
         curve = (job.metrics or {}).get("acc_vs_shift")
         if not isinstance(curve, dict):
@@ -107,20 +112,23 @@ def _acc_vs_shift(jobs: list[Job]) -> dict[float, Spread]:
             except ValueError:
                 continue
             if as_number(acc) is not None:
-                by_shift.setdefault(shift_px, []).append(float(acc))
-    return {shift: spread(by_shift[shift]) for shift in sorted(by_shift)}
+                by_shift.setdefault(shift_px, {})[job.path] = float(acc)
+    return {shift: spread([v for _, v, _ in per_seed(jobs, lambda job, s=shift: by_shift[s].get(job.path))])
+            for shift in sorted(by_shift)}
 
 
 def summarise_cell(cell: Cell, metric: str) -> CellSummary:
     jobs = _finished(cell, metric)
-    probes = {key: [v for v in (job.number(key) for job in jobs) if v is not None] for key in INVARIANCE_KEYS}
+    seeds = per_seed(jobs, lambda job: job.number(metric))
+    probes = {key: _seed_values(jobs, key) for key in INVARIANCE_KEYS}
+    values = [value for _, value, _ in seeds]
     return CellSummary(
         cell=cell,
-        values=[job.number(metric) for job in jobs],
-        seeds=[key_value(job, "seed") for job in jobs],
-        jobs=[job.path for job in jobs],
-        metric=spread([job.number(metric) for job in jobs]),
-        val_acc=spread([v for v in (job.number("val_acc") for job in jobs) if v is not None]),
+        values=values,
+        seeds=[seed for seed, _, _ in seeds],
+        jobs=[job.path for _, _, seed_jobs in seeds for job in seed_jobs],
+        metric=spread(values),
+        val_acc=spread(_seed_values(jobs, "val_acc")),
         costs={key: _mean([job.number(key) for job in jobs]) for key in COST_KEYS},
         invariance={key: spread(values) for key, values in probes.items() if values},
         acc_vs_shift=_acc_vs_shift(jobs),

@@ -103,7 +103,7 @@ def summary_frame(summary: Summary) -> pd.DataFrame:
         record.update({key: show_value(value) for key, value in cell.values.items()})
         record["variant"] = row.label
         record["n_finished"] = row.metric.n
-        record["n_expected"] = len(cell.jobs)
+        record["n_expected"] = cell.expected
         record.update({f"n_{state}": cell.count(state) for state in STATES})
         record.update({f"{metric}_mean": row.metric.mean, f"{metric}_std": row.metric.std,
                        f"{metric}_ci95_low": row.metric.ci_low, f"{metric}_ci95_high": row.metric.ci_high,
@@ -166,7 +166,7 @@ def overview_markdown(summary: Summary) -> str:
             if row.best:
                 text = f"**{text}**"
             mark = verdict_mark(row)
-            line.append(f"{text} ({row.metric.n}/{len(row.cell.jobs)})" + (f" {mark}" if mark else ""))
+            line.append(f"{text} ({row.metric.n}/{row.cell.expected})" + (f" {mark}" if mark else ""))
         body.append(line)
     return markdown_table(["variant", *[panel_name(p) for p in panels]], body)
 
@@ -183,7 +183,7 @@ def panel_markdown(summary: Summary, panel: Any) -> str:
     for row in rows:
         comparison = row.comparison
         mean = pct_pm(row.metric)
-        line = [row.label, f"{row.metric.n}/{len(row.cell.jobs)}", f"**{mean}**" if row.best else mean,
+        line = [row.label, f"{row.metric.n}/{row.cell.expected}", f"**{mean}**" if row.best else mean,
                 pct_ci(row.metric),
                 signed(100 * comparison.diff) if comparison else DASH,
                 signed(comparison.hedges_g) if comparison else DASH,
@@ -289,7 +289,7 @@ def detail_latex(summary: Summary) -> str:
             c = row.comparison
             records.append({
                 "Dataset": latex_escape(panel_name(panel)), "Variant": latex_escape(row.label),
-                "$n$": f"{row.metric.n}/{len(row.cell.jobs)}", "Mean $\\pm$ std": _latex_pm(row.metric, row.best),
+                "$n$": f"{row.metric.n}/{row.cell.expected}", "Mean $\\pm$ std": _latex_pm(row.metric, row.best),
                 "95\\% CI": "--" if row.metric.n < 2 else f"[{pct(row.metric.ci_low)}, {pct(row.metric.ci_high)}]",
                 "$\\Delta$ (pp)": f"${signed(100 * c.diff)}$" if c else "--",
                 "$g$": f"${signed(c.hedges_g)}$" if c and not _missing(c.hedges_g) else "--",
