@@ -37,8 +37,8 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import DictConfig, OmegaConf
 
 from poolstudy.errors import PoolStudyError
-from poolstudy.slurm.resources import (ClusterQueryFailed, Partition, Request, check_request, cpus_of_this_job,
-                                       derive_request, explain_sbatch_error, query_partition)
+from poolstudy.slurm.resources import (GPU_KEYS, ClusterQueryFailed, Partition, Request, check_request,
+                                       cpus_of_this_job, derive_request, explain_sbatch_error, query_partition)
 from poolstudy.slurm.waiting import Ended, cancel, wait_for_jobs
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,19 @@ class SlurmLauncher(SubmititSlurmLauncher):
         import submitit
 
         assert self.config is not None
-        request = self._checked_request(self._job_settings(job_overrides))
+        settings = self._job_settings(job_overrides)
+        request = self._checked_request(settings)
         for key, origin in request.origin.items():
             log.info("SLURM jobs get %s=%s (from %s)", key, request.params[key], origin)
+        partition = self._cluster_partition()
+        if partition and any(n.gpus for n in partition.nodes) and not any(request.params.get(k) for k in GPU_KEYS):
+            log.warning("The SLURM jobs ask for no GPU (trainer.device=%s) although partition %s has GPUs: they train "
+                        "on the CPU. Set trainer.device=cuda or hydra.launcher.gpus_per_node=1 for one GPU per job.",
+                        _devices(settings), partition.name)
+        if any(o.startswith(("hpo.storage=sqlite", "hpo.storage='sqlite")) for job in job_overrides for o in job):
+            log.warning("The HPO trials report to an SQLite file from the compute nodes; SQLite on a network file "
+                        "system can lock up or lose writes. Use hydra.sweeper.storage=journal:<shared file> or a "
+                        "PostgreSQL URL with hydra/launcher=slurm.")
         init_keys = {"submitit_folder", "max_num_timeout"}
         executor = submitit.AutoExecutor(cluster="slurm", folder=request.params["submitit_folder"],
                                          slurm_max_num_timeout=request.params["max_num_timeout"])
@@ -140,9 +150,11 @@ class SlurmLauncher(SubmititSlurmLauncher):
         never = [e.job_id for e in ended.values() if e.never_started]
         cancel(never)
         returns = []
+        others = (f" {len(ended)} of the {len(jobs)} jobs of this launch ended so: {', '.join(sorted(ended))}."
+                  if len(ended) > 1 else "")
         for job, (overrides, _, idx, _, _) in zip(jobs, job_params):
             if job.job_id in ended:
-                returns.append(self._failed(job, ended[job.job_id], overrides, idx))
+                returns.append(self._failed(job, ended[job.job_id], overrides, idx, others))
                 continue
             try:
                 returns.append(job.results()[0])
@@ -173,7 +185,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
             _stop(explain_sbatch_error(str(exc) or captured.getvalue(), request))
             raise  # not reached
 
-    def _failed(self, job, ended: Ended, overrides: list[str], idx: int) -> JobReturn:
+    def _failed(self, job, ended: Ended, overrides: list[str], idx: int, others: str) -> JobReturn:
         assert self.config is not None
         what = " ".join(filter_overrides(overrides)) or "no overrides"
         job_dir = _job_dir(self.config, overrides, idx)
@@ -185,11 +197,11 @@ class SlurmLauncher(SubmititSlurmLauncher):
         else:
             reason = "" if ended.reason in ("None", "") else f", reason {ended.reason}"
             message = (f"SLURM job {ended.job_id} (job #{idx}: {what}) ended without a result (state "
-                       f"{ended.state}{reason}).{_log_tail(job)} Its folder {job_dir} keeps its last epoch "
-                       f"checkpoint; re-running the same command with hydra.sweep.dir="
-                       f"{self.config.hydra.sweep.dir} resumes it and skips finished jobs.")
-        log.error(message)
-        return JobReturn(overrides=overrides, status=JobStatus.FAILED, _return_value=JobEndedWithoutResult(message))
+                       f"{ended.state}{reason}).{_log_tail(job)} Re-running the same command with "
+                       f"hydra.sweep.dir={self.config.hydra.sweep.dir} runs it again in {job_dir} (from its last "
+                       f"epoch checkpoint, if it wrote one) and skips the finished jobs.")
+        return JobReturn(overrides=overrides, status=JobStatus.FAILED,
+                         _return_value=JobEndedWithoutResult(message + others))
 
     # ------------------------------------------------------------ job side
     def __call__(self, sweep_overrides: list[str], job_dir_key: str, job_num: int, job_id: str,
@@ -200,6 +212,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
             torch.set_num_threads(cpus)
         return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
+
+
+def _devices(settings: list[tuple[str, int | None]]) -> str:
+    return ",".join(sorted({device for device, _ in settings}))
 
 
 def _job_dir(config: DictConfig, overrides: list[str], idx: int) -> str:

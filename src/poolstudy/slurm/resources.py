@@ -231,6 +231,8 @@ def _too_big(request: Request, key: str, amount: int, best: int, attr: str, wher
                    else "Use trainer.device=auto or trainer.device=cpu for CPU jobs")
             return f"{head} {fix}, {other}."
         head += f"the nodes of {where} have at most {best} GPUs."
+        if key in request.origin:  # a job sees its GPUs as cuda:0 ... cuda:<n-1>
+            return f"{head} Use trainer.device=cuda (one GPU per job), {other}."
         most = best // tasks if key == "gpus_per_task" else best
         return f"{head} Ask for at most hydra.launcher.{key}={most}, {other}."
     if attr == "cpus":
