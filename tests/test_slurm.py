@@ -59,7 +59,8 @@ def slurm_env(cluster, cache_dir, monkeypatch):
     """The environment of a user on the cluster's login node (SLURM_CONF points at it)."""
     for key, value in cluster.env().items():
         monkeypatch.setenv(key, value)
-    return {**os.environ, **cluster.env(), "POOLSTUDY_CACHE": str(cache_dir)}
+    yield {**os.environ, **cluster.env(), "POOLSTUDY_CACHE": str(cache_dir)}
+    cluster.cancel_all_jobs()  # a failed test leaves no job behind for the next one
 
 
 def train(env: dict, *args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, float]:
@@ -181,8 +182,8 @@ def test_hpo_trials_run_as_slurm_jobs_on_a_shared_journal_and_count_n_trials(slu
     n_trials = 3
     proc, wall = train(slurm_env, "hparams_search=optuna", "model=strided", *QUICK, f"hydra.sweep.dir={sweep}",
                        f"hydra.sweeper.storage=journal:{journal}", f"hydra.sweeper.n_trials={n_trials}",
-                       "hydra.sweeper.n_jobs=2", "hydra.sweeper.final_seeds=0")
-    print(f"\nslurm wall time: HPO study, {n_trials} trials as SLURM jobs, 2 at a time: {wall:.1f} s")
+                       f"hydra.sweeper.n_jobs={n_trials}", "hydra.sweeper.final_seeds=0")
+    print(f"\nslurm wall time: HPO study, {n_trials} trials as one SLURM job array: {wall:.1f} s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from poolstudy.hpo.storage import open_storage
 
@@ -193,9 +194,9 @@ def test_hpo_trials_run_as_slurm_jobs_on_a_shared_journal_and_count_n_trials(slu
         m = metrics(sweep / "lenet-strided-shapes" / "trials" / str(t.number))
         assert m["hpo"] == {"study_name": "lenet-strided-shapes", "role": "trial", "trial": t.number}
         assert m["val_acc"] == pytest.approx(t.value)
-    # every trial ran as its own SLURM job (two launches: an array of 2, then a single job)
+    # every trial ran as its own task of one SLURM job array, side by side, all writing to the journal
     results = slurm_results(sweep)
-    assert len(results) == n_trials
+    assert len(results) == n_trials and len({job_id.split("_")[0] for job_id in results}) == 1
     summary = json.loads((sweep / "lenet-strided-shapes" / "study_summary.json").read_text())
     assert (summary["n_trials"], summary["n_complete"]) == (n_trials, n_trials)
 
@@ -327,6 +328,9 @@ def test_sbatch_refusals_are_explained_with_the_keys_that_were_set():
                                 "available", request)
     assert text.startswith("SLURM refused the jobs: Memory specification can not be satisfied; Batch job")
     assert "hydra.launcher.mem_gb = 64, hydra.launcher.cpus_per_task = 4;" in text and "gpus_per_node" not in text
+    down = explain_sbatch_error("sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+                                "(connect failure)", request)
+    assert down.startswith("SLURM's controller does not answer (Batch job submission failed: Unable to contact")
 
 
 class _FakeJob:

@@ -268,6 +268,9 @@ def explain_sbatch_error(output: str, request: Request) -> str:
         said = "; ".join(ln.split(":", 2)[-1].strip() for ln in lines)
     else:
         said = (output.strip().splitlines() or ["no message"])[-1]
+    if any(t in said.lower() for t in ("contact slurm controller", "socket timed out", "zero bytes were transmitted")):
+        return (f"SLURM's controller does not answer ({said.rstrip('.')}): nothing was submitted. Run the command on "
+                f"the cluster's login node once `sinfo` answers there.")
     keys: list[str] = []
     for needle, candidates in _SBATCH_ERRORS:
         if needle in said.lower():
