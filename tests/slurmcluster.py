@@ -6,11 +6,12 @@ daemons listen on free ports; the node is this machine as ``slurmd -C`` describe
 (sbatch, squeue, scontrol, srun inside jobs) find the cluster through ``SLURM_CONF``; sbatch
 exports it to the jobs with the rest of the environment.
 
-Settings a test cluster needs and a real one usually has otherwise: no accounting (so no
+Where it differs from a production cluster, for a small, fast test: no accounting (so no
 ``sacct``), ``proctrack/linuxproc`` and ``task/none`` (no cgroups needed), ``cred_expire=10``
-(a requeued job restarts after 10 s, not 120 s), a 1 s ``KillWait`` and a scheduler that looks
-at pending jobs every second. It leaves SLURM's ``EnforcePartLimits`` at its default (off), as
-many clusters do, so the launcher's own check of resource requests is what the tests exercise.
+(a requeued job restarts after 10 s, not 120 s), a 1 s ``KillWait``, a scheduler that looks at
+pending jobs every second, and up to 4 jobs per core. Like many clusters it leaves
+``EnforcePartLimits`` off and gives its partition a DefaultTime and a MaxTime, so the launcher's
+own check of resource requests and its time-limit rule are what the tests exercise.
 
 Needs root (slurmd starts jobs as their user) and Debian's ``slurmctld slurmd slurm-client munge``.
 
