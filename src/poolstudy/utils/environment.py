@@ -12,6 +12,7 @@ computed once (a few milliseconds).
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.metadata
 import os
@@ -100,7 +101,7 @@ def parse_torch_config(show: str, parallel: str) -> dict:
 
 @functools.lru_cache(maxsize=1)
 def machine_record() -> dict:
-    """The per-process part: CPU, torch build and libraries, float-path environment variables."""
+    """The per-process part: versions, CPU, torch build and libraries, float-path environment variables."""
     try:
         cpu = parse_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
     except OSError:  # not Linux
@@ -110,6 +111,9 @@ def machine_record() -> dict:
     if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
         libraries["onednn"] = None
     return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {pkg: _version(pkg) for pkg in _PACKAGES},
         "torch_build": f"{torch.__version__} ({torch.version.git_version[:12]})",
         "cpu": cpu,
         # what torch's dispatcher uses: the instruction set found, or ATEN_CPU_CAPABILITY when set
@@ -132,11 +136,11 @@ def environment_record(device: torch.device) -> dict:
 
     Call it after training: ``torch_threads`` and ``deterministic`` are read as they are then.
     """
-    machine = machine_record()
+    machine = copy.deepcopy(machine_record())  # the cached one stays as computed
     record = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": {pkg: _version(pkg) for pkg in _PACKAGES},
+        "python": machine["python"],
+        "platform": machine["platform"],
+        "packages": machine["packages"],
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
