@@ -303,6 +303,12 @@ def test_bad_input_exits_2_with_one_message(tmp_path, capsys):
     assert "is the record's own folder or inside it" in capsys.readouterr().err
     assert main([str(job), "--threads", "0"]) == 2
     assert "--threads 0" in capsys.readouterr().err
+    unknown = {**NEW_ENV, "git_commit": "0123456" + "0" * 33}
+    job = write_job(tmp_path / "unknown_commit", {"seed": 0}, metrics(env=unknown))
+    assert main([str(job), "--code", "record", "--out", str(tmp_path / "new")]) == 2
+    err = capsys.readouterr().err
+    assert "commit 0123456" in err and "is not in the git repository" in err and "--code current" in err
+    assert not (tmp_path / "new").exists()
     assert sorted(p.name for p in job.iterdir()) == [".hydra", "metrics.json"]  # the record untouched
 
 
@@ -315,8 +321,22 @@ def test_dry_run_prints_the_exact_command_and_runs_nothing(tmp_path, capsys):
                                "--config-name", "config", f"hydra.run.dir={out}", "++trainer.threads=1",
                                "++trainer.device=cpu"]
     assert f"re-run: {out}" in printed and not out.exists()
+    # options and train.py overrides in any order, as the README shows them
+    assert main([str(COMMITTED), "--threads", "2", "data_dir=/data dir", "--out", str(out), "--dry-run"]) == 0
+    command = re.search(r"^command: (.*)$", capsys.readouterr().out, re.M).group(1)
+    assert command.endswith(f"hydra.run.dir={out} ++trainer.threads=2 ++trainer.device=cpu 'data_dir=/data dir'")
     record = load_record(COMMITTED)
     assert str(default_out_dir(record)).startswith("outputs/reproduce/seed_replication-0_")
+
+
+@pytest.mark.slow
+def test_a_failing_rerun_exits_5_and_compares_nothing(tmp_path, cache_dir):
+    out = tmp_path / "rerun"
+    proc = reproduce(str(COMMITTED), "--out", str(out), f"data_dir={tmp_path / 'empty'}", cache_dir=cache_dir)
+    assert proc.returncode == 5, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "MNIST not found" in proc.stderr  # train.py's own message, shown as it is
+    assert f"the re-run failed (exit 2) and wrote no complete metrics.json in {out}" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (out / "reproduce.json").exists()
 
 
 # -- end to end --------------------------------------------------------------------------------

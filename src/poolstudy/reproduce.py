@@ -183,6 +183,12 @@ def plan_rerun(record: Record, out: Path, *, threads: int | None = None, device:
         if not code_commit:
             raise PoolStudyError(f"--code record: {record.path / METRICS_FILE} names no git commit "
                                  f"(environment.git_commit); re-run with the current code (--code current).")
+        known = subprocess.run(["git", "-C", str(PROJECT_ROOT), "cat-file", "-e", f"{code_commit}^{{commit}}"],
+                               capture_output=True, timeout=60)
+        if known.returncode != 0:
+            raise PoolStudyError(f"--code record: commit {code_commit[:7]} (environment.git_commit of "
+                                 f"{record.path / METRICS_FILE}) is not in the git repository at {PROJECT_ROOT}; "
+                                 f"fetch it (git fetch) or re-run with the current code (--code current).")
         if env.get("git_dirty"):
             notes.append(f"the record was made with uncommitted changes on top of {code_commit[:7]}, "
                          f"so that commit's code may not be what ran")
@@ -210,11 +216,12 @@ def export_code(commit: str, dest: Path) -> None:
 
 def execute(plan: Plan) -> int:
     """Run the plan's command (its output goes to this terminal); the exit status."""
-    plan.out.mkdir(parents=True, exist_ok=True)
     if not plan.code_commit:
+        plan.out.mkdir(parents=True, exist_ok=True)
         return subprocess.run(plan.argv).returncode
     with tempfile.TemporaryDirectory(prefix=f"poolstudy-code-{plan.code_commit[:7]}-") as code:
         export_code(plan.code_commit, Path(code))
+        plan.out.mkdir(parents=True, exist_ok=True)
         argv = [plan.argv[0], str(Path(code) / "train.py"), *plan.argv[2:]]
         path = os.pathsep.join(filter(None, [str(Path(code) / "src"), os.environ.get("PYTHONPATH")]))
         return subprocess.run(argv, env={**os.environ, "PYTHONPATH": path}).returncode
@@ -257,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides may come before or after options
     try:
         record = load_record(args.job_dir)
         out = args.out or default_out_dir(record)
