@@ -159,6 +159,9 @@ def test_missing_data_names_the_resolved_folder_and_the_launch_directory(tmp_pat
     assert f"data_dir = '../shared/nowhere' is relative: it is resolved against the launch directory {tmp_path}" in msg
     with pytest.raises(DataError, match=r"dataset.root = 'imgs' does not exist \(dataset.root = 'imgs' is relative"):
         load_raw("imagefolder", tmp_path, tmp_path / "cache", root="imgs")
+    (tmp_path / "imgs.zip").write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"dataset.root = 'imgs.zip' is a file but not a .tar, .tar.gz or .tgz archive"):
+        load_raw("imagefolder", tmp_path, tmp_path / "cache", root="imgs.zip")
 
 
 def test_launch_directory_is_hydras_original_cwd(tmp_path, monkeypatch):

@@ -64,11 +64,12 @@ def _check_not_constant(cfg: Any, images: torch.Tensor) -> None:
         return
     names = {1: ["gray"], 3: ["red", "green", "blue"]}.get(images.shape[1], [str(c) for c in range(images.shape[1])])
     which = ", ".join(f"channel {c} ({names[c]}) is {int(lo[c])} everywhere" for c in constant)
-    if len(constant) < images.shape[1] and "color_mode" in cfg:
-        fix = ("Set dataset.color_mode=grayscale to train on one luminance channel, or fix the images "
-               "(e.g. an opaque alpha or an unused colour channel).")
-    else:
+    if len(constant) == images.shape[1]:
         fix = "Every training image is one uniform colour: check the files (and dataset.train_subset)."
+    elif "color_mode" in cfg:
+        fix = "Set dataset.color_mode=grayscale to train on one luminance channel, or fix the images."
+    else:
+        fix = "Check the files."
     raise DataError(
         f"The training images of dataset {cfg.name} have a channel with zero variance: {which}. Its standard "
         f"deviation is 0, so normalisation would divide by zero and training would end in a nan loss. {fix}"

@@ -131,8 +131,9 @@ def _locate_imagefolder(root: str | None, cache_dir: Path, color_mode: str) -> L
 
         return Located([("archive", path)], read, source, settings)
     if not path.is_dir():
+        problem = "is a file but not a .tar, .tar.gz or .tgz archive" if path.is_file() else "does not exist"
         raise DataError(
-            f"dataset.root = {root!r} does not exist{describe(root, 'dataset.root')}. It must be a folder laid out "
+            f"dataset.root = {root!r} {problem}{describe(root, 'dataset.root')}. It must be a folder laid out "
             f"as <root>/{{train,test}}/<class>/<image> or a .tar.gz archive of one."
         )
     return Located(tree_files(path), lambda: read_image_folder(path, color_mode, source), source, settings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -70,20 +71,29 @@ def network_answers(url: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, s
 
 
 def should_download(setting: bool | str, tv_class: str) -> tuple[bool, str]:
-    """Decide for missing files: (download?, why not) — the reason goes into the error message."""
+    """Decide for missing files: (download?, why not) — the reason goes into the error message.
+
+    Each of torchvision's mirrors is probed in turn until one answers.
+    """
     if setting is False:
         return False, "dataset.download=false"
-    url = server_urls(tv_class)[0]
-    ok, why = network_answers(url)
-    if ok:
-        return True, ""
-    host = urllib.request.urlparse(url).netloc
+    urls = server_urls(tv_class)
+    failures = []
+    for url in urls:
+        ok, why = network_answers(url)
+        if ok:
+            return True, ""
+        failures.append((urllib.parse.urlparse(url).netloc, why))
+    if len(failures) == 1:
+        unreachable = f"the download server {failures[0][0]} did not answer ({failures[0][1]})"
+    else:
+        unreachable = "none of the download servers answered (" + "; ".join(f"{h}: {w}" for h, w in failures) + ")"
     if setting is True:
         raise DataError(
-            f"dataset.download=true but the download server {host} did not answer ({why}). Download on a machine "
-            f"with network access and copy the files into data_dir, or train offline on dataset=shapes."
+            f"dataset.download=true but {unreachable}. Download on a machine with network access and copy the files "
+            f"into data_dir, or train offline on dataset=shapes."
         )
-    return False, f"dataset.download=auto and the download server {host} did not answer ({why})"
+    return False, f"dataset.download=auto and {unreachable}"
 
 
 def fetch_with_torchvision(tv_class: str, root) -> None:
