@@ -176,7 +176,7 @@ def test_all_bad_files_are_reported_in_one_message(tmp_path):
         read_image_folder(root)
     msg = str(err.value)
     assert msg.startswith(f"4 file(s) in image folder {root} cannot be used: ")
-    for needle in ("train/a/broken.png: ", "test/b/notes.txt: cannot identify image file",
+    for needle in ("train/a/broken.png: ", "test/b/notes.txt: not an image file PIL can read",
                    "train/b/0050.png: 32x32 pixels, most images are 28x28", "train/0090.png: not inside a class folder"):
         assert needle in msg, msg
     assert "\n" not in msg
@@ -190,7 +190,7 @@ def test_many_bad_files_are_counted_after_the_first_few_dozen(tmp_path):
         read_image_folder(root)
     msg = str(err.value)
     assert msg.startswith(f"{MAX_LISTED + 12} file(s)") and "; and 12 more." in msg
-    assert msg.count("cannot identify image file") == MAX_LISTED
+    assert msg.count("not an image file PIL can read") == MAX_LISTED
 
 
 def test_constant_channel_is_refused_before_training_and_the_fix_works(tmp_path):

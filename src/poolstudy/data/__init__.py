@@ -76,12 +76,17 @@ def _check_not_constant(cfg: Any, images: torch.Tensor) -> None:
     )
 
 
+def _yaml(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
 def _check_nonempty(split: str, n: int, cfg: Any) -> None:
     minimum = 2 if split == "training" else 1  # one training image cannot pass a BatchNorm in train mode
     if n < minimum:
         raise DataError(
-            f"The {split} set of dataset {cfg.name} holds {n} image(s) (train_subset={cfg.get('train_subset')}, "
-            f"val_fraction={cfg.val_fraction}, test_subset={cfg.get('test_subset')}). Use more images or a "
+            f"The {split} set of dataset {cfg.name} holds {n} image(s) (dataset.train_subset="
+            f"{_yaml(cfg.get('train_subset'))}, val_fraction={cfg.val_fraction}, test_subset="
+            f"{_yaml(cfg.get('test_subset'))}). Use more images or a "
             f"val_fraction that leaves at least 2 for training and 1 for validation."
         )
 

@@ -105,7 +105,9 @@ def _decode(path: Path, color_mode: str) -> np.ndarray:
             if color_mode == "grayscale" or mode in _GREY_MODES:
                 return np.asarray(pil.convert("L"))
             return np.asarray(pil.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:  # PIL's message repeats the full path
+        raise _Unusable("not an image file PIL can read") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise _Unusable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
 
 

@@ -31,7 +31,7 @@ class RawDataset:
     test_y: torch.Tensor
     classes: list[str]
     source: str  # human-readable description of where the data came from
-    files: list[Path] = field(default_factory=list)  # what the cache fingerprint is made of
+    files: list[Path] = field(default_factory=list)  # the files or folders read (cache keys: catalogue.Located)
 
 
 # ---------------------------------------------------------------- MNIST-like (IDX)
