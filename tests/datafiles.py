@@ -54,3 +54,36 @@ def make_tar_gz(folder: Path, archive: Path) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
     return archive
+
+
+def save_images(folder: Path, images, ext: str = "png", start: int = 0, **save_kw) -> list[Path]:
+    """Save PIL images (or uint8 arrays) as folder/0000.<ext>, 0001.<ext>, ..."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images, start):
+        pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
+        paths.append(folder / f"{i:04d}.{ext}")
+        pil.save(paths[-1], **save_kw)
+    return paths
+
+
+def make_gray_folder(root: Path, classes=("a", "b"), per_class=(6, 2), size=28, seed=0) -> Path:
+    """Small grayscale (mode L) image folder; class c's pixels lie in [60c, 60c + 60)."""
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "test"), per_class):
+        for c, name in enumerate(classes):
+            save_images(root / split / name, [rng.integers(0, 60, (size, size), dtype=np.uint8) + 60 * c
+                                              for _ in range(n)])
+    return root
+
+
+def palette_image(index_pattern: np.ndarray, colours: list[tuple[int, int, int]]):
+    """A mode-P image: pixel values are palette indices into ``colours``."""
+    from PIL import Image
+
+    h, w = index_pattern.shape
+    img = Image.frombytes("P", (w, h), index_pattern.astype(np.uint8).tobytes())
+    img.putpalette([v for rgb in colours for v in rgb])
+    return img

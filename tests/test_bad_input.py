@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from datafiles import make_idx_dataset
+from datafiles import make_gray_folder, make_idx_dataset, save_images
 
 SECRET = "s3cr3t-Pw0rd"
 DOC = ROOT / "docs" / "bad_input.md"
@@ -40,6 +40,30 @@ def _corrupt(data: Path) -> None:
     (data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08garbage" * 10)
 
 
+def _empty_class(data: Path) -> None:
+    for split in ("train", "test"):
+        (make_gray_folder(data / "imgs") / split / "c").mkdir()
+
+
+def _bad_images(data: Path) -> None:
+    import numpy as np
+
+    root = make_gray_folder(data / "imgs")
+    (root / "train" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    (root / "test" / "b" / "notes.txt").write_text("not an image\n")
+    save_images(root / "train" / "b", [np.zeros((32, 32), np.uint8)], start=50)
+
+
+def _no_blue(data: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 2)):
+        for cls in ("a", "b"):
+            save_images(data / "imgs" / split / cls, [np.dstack([rng.integers(0, 256, (28, 28)), rng.integers(0, 256, (
+                28, 28)), np.zeros((28, 28))]).astype(np.uint8) for _ in range(n)])
+
+
 def _file_in_the_way(tmp: Path) -> None:
     (tmp / "taken").write_text("a file where the output folder should go\n")
 
@@ -53,6 +77,7 @@ class Case:
     prepare_tmp: Callable[[Path], None] | None = None
     data: str = "data"                   # data_dir, relative to the test's folder
     exit_code: int = 2
+    offline: bool = False                # needs a machine whose download servers do not answer
 
 
 CASES = [
@@ -67,7 +92,24 @@ CASES = [
     Case("dropout 1.5", ["model.dropout=1.5"], ["model.dropout = 1.5 is not valid: it must be a number in [0, 1)"]),
     Case("kernel/stride larger than the feature map", ["model.downsample.kernel_size=9", "model.downsample.stride=9"],
          ["layer 'conv2.3'", "kernel_size=9"]),
-    Case("missing data folder", [], ["MNIST not found", "<tmp>/nowhere/MNIST/raw"], data="nowhere"),
+    Case("missing data folder", ["dataset.download=false"], ["MNIST not found", "<tmp>/nowhere/MNIST/raw",
+                                                              "dataset=shapes"], data="nowhere"),
+    Case("missing data folder, no network", [], ["MNIST not found", "<tmp>/nowhere/MNIST/raw",
+                                                 "dataset.download=auto and none of the download servers answered",
+                                                 "dataset.download=true", "dataset=shapes"], data="nowhere", offline=True),
+    Case("unknown download setting", ["dataset.download=maybe"],
+         ["dataset.download = 'maybe' is not valid: it must be true, false or auto"]),
+    Case("empty validation split", ["dataset.train_subset=20", "dataset.val_fraction=0.01"],
+         ["The validation set of dataset mnist holds 0 image(s)", "val_fraction"]),
+    Case("empty class folder", ["dataset=imagefolder", "dataset.root=<tmp>/data/imgs"],
+         ["Image folder <tmp>/data/imgs has class folder(s) without images: train/c; test/c"], prepare=_empty_class),
+    Case("unreadable images", ["dataset=imagefolder", "dataset.root=<tmp>/data/imgs"],
+         ["3 file(s) in image folder <tmp>/data/imgs cannot be used", "train/a/broken.png", "test/b/notes.txt",
+          "train/b/0050.png: 32x32 pixels, most images are 28x28"], prepare=_bad_images),
+    Case("constant image channel", ["dataset=imagefolder", "dataset.root=<tmp>/data/imgs"],
+         ["channel 2 (blue) is 0 everywhere", "dataset.color_mode=grayscale"], prepare=_no_blue),
+    Case("unknown colour mode", ["dataset=imagefolder", "dataset.root=<tmp>/data/imgs", "dataset.color_mode=cmyk"],
+         ["dataset.color_mode = 'cmyk' is not valid: it must be one of auto, grayscale, rgb"], prepare=_empty_class),
     Case("truncated data file", [], ["<tmp>/data/MNIST/raw/train-images-idx3-ubyte.gz"], prepare=_truncate),
     Case("corrupted data file", [], ["<tmp>/data/MNIST/raw/t10k-labels-idx1-ubyte.gz", "damaged"], prepare=_corrupt),
     Case("unwritable output folder", ["hydra.run.dir=<tmp>/taken/run"],
@@ -107,6 +149,11 @@ def _message(output: str) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name.replace(" ", "_").replace("/", "_") for c in CASES])
 def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
+    if case.offline:
+        from poolstudy.data.download import network_answers, server_urls
+
+        if any(network_answers(url)[0] for url in server_urls("MNIST")):
+            pytest.skip("the download servers answer from this machine: the command would download MNIST")
     shutil.copytree(idx_source, tmp_path / "data")
     if case.prepare:
         case.prepare(tmp_path / "data")

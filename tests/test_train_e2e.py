@@ -93,13 +93,14 @@ def test_cifar10_path_on_test_made_jpeg_archive(run_train, tmp_path):
                      "dataset.mean=null", "dataset.std=null", f"hydra.run.dir={run_dir}", data_dir=data)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = load_metrics(run_dir)
-    assert m["dataset"]["source"] == "CIFAR-10 (JPEG q75 copy)"
+    assert m["dataset"]["source"] == f"CIFAR-10 (JPEG q75 copy) from {data / 'cifar10-jpeg.tar.gz'}"
     assert m["dataset"]["image_shape"] == [3, 32, 32] and m["params"] == 52_174 + 2 * 6 * 25
     assert (m["dataset"]["train"], m["dataset"]["val"], m["dataset"]["test"]) == (90, 10, 30)
 
 
 def test_missing_data_exits_with_one_clear_message(run_train, tmp_path):
-    proc = run_train("trainer.epochs=1", f"hydra.run.dir={tmp_path / 'run'}", data_dir=tmp_path / "empty")
+    proc = run_train("trainer.epochs=1", "dataset.download=false", f"hydra.run.dir={tmp_path / 'run'}",
+                     data_dir=tmp_path / "empty")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "MNIST not found" in proc.stderr and str(tmp_path / "empty" / "MNIST" / "raw") in proc.stderr

@@ -2,14 +2,18 @@
 
 Every reader returns a :class:`RawDataset`. Readers accept the official distributions
 (torchvision's layout, including the gzip IDX files of MNIST/Fashion-MNIST whose archive
-checksums need not match torchvision's table), image-folder trees and, where allowed,
-torchvision's download into the writable cache.
+checksums need not match torchvision's table), archives of image folders (the folders
+themselves: :mod:`poolstudy.data.imagefolder`) and torchvision's own layouts.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
+import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +31,7 @@ class RawDataset:
     test_y: torch.Tensor
     classes: list[str]
     source: str  # human-readable description of where the data came from
-    files: list[Path] = field(default_factory=list)  # what the cache fingerprint is made of
+    files: list[Path] = field(default_factory=list)  # the files or folders read (cache keys: catalogue.Located)
 
 
 # ---------------------------------------------------------------- MNIST-like (IDX)
@@ -105,74 +109,34 @@ def read_idx_dataset(raw_dir: Path, classes: list[str], label: str) -> RawDatase
     )
 
 
-# ---------------------------------------------------------------- image folders
-
-
-def _class_dirs(split_dir: Path) -> list[Path]:
-    return sorted(p for p in split_dir.iterdir() if p.is_dir())
-
-
-def read_image_folder(root: Path, label: str | None = None) -> RawDataset:
-    """Decode ``root/{train,test}/<class>/*`` into tensors; all images must share one size."""
-    from PIL import Image, UnidentifiedImageError
-
-    splits = {}
-    classes: list[str] | None = None
-    for split in ("train", "test"):
-        split_dir = root / split
-        if not split_dir.is_dir():
-            raise DataError(
-                f"Image folder {root} has no '{split}' subfolder. Expected the layout "
-                f"{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg."
-            )
-        names = [d.name for d in _class_dirs(split_dir)]
-        if classes is None:
-            classes = names
-        elif names != classes:
-            raise DataError(f"{root}/train and {root}/test have different class folders: {classes} vs {names}.")
-        images, labels = [], []
-        for idx, class_dir in enumerate(_class_dirs(split_dir)):
-            for path in sorted(class_dir.iterdir()):
-                if not path.is_file():
-                    continue
-                try:
-                    with Image.open(path) as pil:
-                        arr = np.array(pil)
-                except (UnidentifiedImageError, ValueError, OSError) as exc:
-                    raise DataError(f"Cannot decode image {path}: {str(exc).splitlines()[0]}. Remove or replace it.") from None
-                img = torch.from_numpy(arr).unsqueeze(0) if arr.ndim == 2 else torch.from_numpy(arr).permute(2, 0, 1)
-                if images and img.shape != images[0].shape:
-                    raise DataError(
-                        f"Image {path} has shape {tuple(img.shape)} (C, H, W) but earlier images have "
-                        f"{tuple(images[0].shape)}; an image folder must hold images of one size and mode."
-                    )
-                images.append(img)
-                labels.append(idx)
-        if not images:
-            raise DataError(f"No images found under {split_dir}/<class>/.")
-        splits[split] = (torch.stack(images), torch.tensor(labels, dtype=torch.int64))
-    return RawDataset(
-        train_x=splits["train"][0],
-        train_y=splits["train"][1],
-        test_x=splits["test"][0],
-        test_y=splits["test"][1],
-        classes=classes or [],
-        source=label or f"image folder {root}",
-        files=[root / "train", root / "test"],
-    )
+# ---------------------------------------------------------------- archives
 
 
 def extract_tar(archive: Path, dest: Path) -> Path:
-    """Unpack an archive into the writable cache (data_dir may be read-only)."""
-    marker = dest / ".extracted"
-    if not marker.exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(dest, filter="data")
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DataError(f"Cannot extract {archive}: {exc}. The archive is damaged; replace it.") from None
-        marker.touch()
+    """Unpack ``archive`` into ``dest`` (in the writable cache; data_dir may be read-only).
+
+    ``dest`` must be named after the archive's content (see :mod:`poolstudy.data.cachekey`): an
+    existing ``dest`` is complete and reused. Extraction goes to a private temporary folder
+    renamed into place, so a killed or concurrent extraction never leaves a half-filled ``dest``.
+    """
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        os.rename(tmp, dest)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if dest.is_dir():  # another process finished the same extraction first
+            return dest
+        if getattr(exc, "errno", None) == errno.ENOSPC:
+            raise DataError(f"No space left in {dest.parent} to extract {archive}; free space or set cache_dir.") from None
+        raise DataError(f"Cannot extract {archive}: {exc}. The archive is damaged; replace it.") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return dest
 
 
