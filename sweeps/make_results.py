@@ -93,6 +93,16 @@ STUDIES: dict[str, list] = {
     "allcnn_c_family": [
         ["+sweeps=allcnn_c_family", *ALLCNN_BUDGET, *CPU, _sweep("allcnn_c_family")],
     ],
+    # 0b. the fixes for the seed's dropout -> BatchNorm variance shift, at the defaults, 3 seeds: no dropout,
+    # and dropout after every BatchNorm (seed_replication holds the seed's placement)
+    "dropout_fixes": [
+        ["+sweeps=dropout_fixes", "model.dropout=0", *CPU, _sweep("dropout_fixes/no_dropout")],
+        ["+sweeps=dropout_fixes", "model.dropout_position=after_bn", *CPU, _sweep("dropout_fixes/after_bn")],
+    ],
+    # 6. all ten operators on CIFAR-10 at the defaults, 3 seeds
+    "operator_zoo_cifar10": [
+        ["+sweeps=operator_zoo", "dataset=cifar10", *CPU, _sweep("operator_zoo_cifar10")],
+    ],
 }
 
 

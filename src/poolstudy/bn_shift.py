@@ -124,6 +124,7 @@ def measure_job(job: Path) -> dict[str, Any]:
                          f"{trainer.get('bn_recalibration_batches')}, batch {int(trainer.batch_size)})",
         "test_acc_raw": test_acc_raw, "test_acc": test_acc,
         "git_commit": (metrics.get("environment") or {}).get("git_commit"),
+        "git_dirty": (metrics.get("environment") or {}).get("git_dirty"),
         "layers": layers,
     }
 

@@ -227,11 +227,9 @@ def _publish(report: Path, check: bool) -> int:
                 stale.append((block, body))
     pending = sum(body.startswith("*Pending: ") for body in fresh)
     pending_text = f"; {pending} pending (record folders not there yet)" if pending else ""
-    # The prose is checked against the tables as the records give them now.
-    updated = text
-    for block, body in sorted(zip(blocks, fresh), key=lambda pair: pair[0].start, reverse=True):
-        updated = updated[:block.start] + body + updated[block.end:]
-    problems = prose_check.check(updated, _spans(updated, report), name=str(report))
+    # The prose (as in the file, so that line numbers match it) against the tables as the records give them now.
+    problems = prose_check.check(text, [prose_check.Span(b.outer_start, b.outer_end, body)
+                                        for b, body in zip(blocks, fresh)], name=str(report))
     if check:
         for block, body in stale:
             diff = difflib.unified_diff(block.body.splitlines(), body.splitlines(), "in the report",
@@ -242,15 +240,13 @@ def _publish(report: Path, check: bool) -> int:
         print(f"{report}: {len(blocks) - len(stale)} of {len(blocks)} blocks match the records{pending_text}"
               + ("" if not stale else "; run python -m poolstudy.publish to rewrite them"), file=sys.stderr)
         return 1 if stale or problems else 0
+    for block, body in sorted(stale, key=lambda pair: pair[0].start, reverse=True):
+        text = text[:block.start] + body + text[block.end:]
     if stale:
-        atomic_write_text(report, updated)
+        atomic_write_text(report, text)
     _print_prose(report, problems)
     print(f"{report}: {len(blocks)} blocks collected, {len(stale)} rewritten{pending_text}", file=sys.stderr)
     return 1 if problems else 0
-
-
-def _spans(text: str, report: Path) -> list[prose_check.Span]:
-    return [prose_check.Span(b.outer_start, b.outer_end, b.body) for b in find_blocks(text, report)]
 
 
 def _print_prose(report: Path, problems: list[str]) -> None:

@@ -140,7 +140,7 @@ def records_markdown(records: list[dict]) -> str:
                                              r["seed"]))
     headers = ["dataset", "model", "BatchNorm layer (channels)", "running var / input var, as trained: mean [min, max]",
                "with dropout on (as in training): mean", "after re-estimation: mean [min, max]",
-               "test accuracy %, as trained → re-estimated"]
+               "mean offset, as trained → re-estimated", "test accuracy %, as trained → re-estimated"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in records:
         model = r["model"]
@@ -148,23 +148,27 @@ def records_markdown(records: list[dict]) -> str:
         if model.get("dropout") != 0.4 or model.get("dropout_position") not in (None, "before_bn"):
             name += f" (dropout {model.get('dropout')}, {model.get('dropout_position') or 'before_bn'})"
         for layer in r["layers"]:
+            before, after = layer["as_trained"].get("mean_offset"), layer["re_estimated"].get("mean_offset")
             lines.append("| " + " | ".join([
                 r["dataset"], f"{name}, seed {r['seed']}", f"{layer['layer']} ({layer['channels']})",
                 _ratio(layer["as_trained"]["var_ratio"]), _ratio(layer["dropout_on"]["var_ratio"], full=False),
                 _ratio(layer["re_estimated"]["var_ratio"]),
+                "—" if before is None or after is None else f"{before:.2f} → {after:.2f}",
                 f"{100 * r['test_acc_raw']:.2f} → {100 * r['test_acc']:.2f}"]) + " |")
     commands = sorted({r.get("command", "?") for r in records})
-    measured = sorted({r["measured_on"] for r in records})
+    measured = sorted({f"{r['dataset']}: {r['measured_on']}" for r in records})
     dead = sum(layer[k].get("dead_channels", 0) for r in records for layer in r["layers"]
                for k in ("as_trained", "re_estimated"))
     notes = [
-        f"Measured by {'; '.join(f'`{c}`' for c in commands)} on each job's {', '.join(measured)}. "
+        f"Measured by {'; '.join(f'`{c}`' for c in commands)} on each job's held-out data ({'; '.join(measured)}). "
         "Per BatchNorm layer: its running variance divided by the variance of its input, per channel, in "
         "evaluation mode (dropout off, earlier BatchNorm layers on their running statistics, as at test time); "
         "1 means the layer normalises its test-time input to unit variance, above 1 it shrinks it. \"With "
         "dropout on\": the same with the Dropout layer in training mode, i.e. the input the running statistics "
         "were estimated on. \"After re-estimation\": once `trainer.bn_recalibration` has recomputed the running "
-        "statistics with dropout off.",
+        "statistics with dropout off. Mean offset: the distance between running mean and input mean in input standard "
+        "deviations, averaged over channels. Each model's test accuracies are its job's `test_acc_raw` and `test_acc`, reproduced exactly "
+        "from its checkpoint before measuring.",
     ]
     if dead:
         notes.append(f"{dead} channel measurements had (near) zero input variance and are left out of the ratios.")
