@@ -139,6 +139,7 @@ def _units(prose: str, start: int, end: int):
 def _check_unit(text, name, title, index, offset, unit, blocks_in, study_section) -> list[str]:
     problems = []
     allowed: set[Decimal] = set()
+    unit = CODE.sub(lambda m: " " * len(m[0]), unit)  # a comment shown as code is an example, not a list
     for m in ALLOW.finditer(unit):
         listing, colon, source = m["body"].partition(":")
         where = f"{name}:{_line(text, offset + m.start())}"
@@ -155,7 +156,7 @@ def _check_unit(text, name, title, index, offset, unit, blocks_in, study_section
                 problems.append(f"{where}: {number} is listed in poolstudy.numbers but the paragraph does not "
                                 "quote it; remove it from the list.")
             allowed.add(_value(number))
-    readable = LINK_TARGET.sub("]", CODE.sub(lambda m: " " * len(m[0]), COMMENT.sub(lambda m: " " * len(m[0]), unit)))
+    readable = LINK_TARGET.sub(lambda m: "]" + " " * (len(m[0]) - 1), COMMENT.sub(lambda m: " " * len(m[0]), unit))
     lines = [line if not line.lstrip().startswith("#") else " " * len(line) for line in readable.split("\n")]
     readable = "\n".join(lines)
     cited_sections = {index}
