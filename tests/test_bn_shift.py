@@ -126,3 +126,18 @@ def test_neither_jobs_nor_train_is_one_clear_error(tmp_path):
     assert result.returncode == 2 and "give either job folders or --train" in result.stderr
     result = _run(str(tmp_path), "--out", "x", cwd=tmp_path)
     assert result.returncode == 2 and "no finished job folders" in result.stderr
+
+
+@pytest.mark.slow
+def test_an_existing_different_record_is_not_overwritten_unless_asked(trained):
+    (path,) = (trained / "out").glob("*.json")
+    before = path.read_text()
+    result = _run("work", "--out", "out", cwd=trained)  # the same job, measured by another command
+    assert result.returncode == 2 and "exists and holds another measurement" in result.stderr
+    assert path.read_text() == before
+    result = _run("work", "--out", "out", "--overwrite", cwd=trained)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = json.loads(path.read_text())
+    assert after["command"] == "python -m poolstudy.bn_shift work --out out --overwrite"
+    assert after["layers"] == json.loads(before)["layers"]  # the measurement itself is reproducible
+    path.write_text(before)

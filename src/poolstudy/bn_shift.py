@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from poolstudy.analysis.bn_shift import compare_with_running_stats, measure_bn_inputs
+from poolstudy.analysis.bn_shift import SEED_DROPOUT, compare_with_running_stats, measure_bn_inputs
 from poolstudy.analysis.records import CONFIG_SNAPSHOT, METRICS_FILE, Warnings, discover
 from poolstudy.errors import PoolStudyError
 from poolstudy.training.checkpoint import CHECKPOINT_FILE
@@ -75,7 +75,7 @@ def _same(job: Path, what: str, measured: float, recorded: Any) -> None:
 def measure_job(job: Path) -> dict[str, Any]:
     """The shift record of one finished job (see the module docstring)."""
     from poolstudy.data import load_splits
-    from poolstudy.training.batchnorm import recalibrate_batchnorm
+    from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
     from poolstudy.training.loop import evaluate
     from poolstudy.training.placement import place_model
     from poolstudy.training.run import build_model, resolve_device
@@ -89,6 +89,9 @@ def measure_job(job: Path) -> dict[str, Any]:
     data = load_splits(cfg.dataset, cfg.data_dir, cfg.cache_dir).to(device)
     model = build_model(cfg, data.image_shape[0], data.num_classes)
     model.load_state_dict(state["model"])
+    if not has_batchnorm(model):
+        raise _fail(job, f"its model ({cfg.model.arch}) has no BatchNorm layer, so there is no variance shift to "
+                         "measure.")
     place_model(model, trainer.get("channels_last", False), device)
     val = data.batches("val", int(trainer.eval_batch_size), device)
     test = data.batches("test", int(trainer.eval_batch_size), device)
@@ -132,7 +135,7 @@ def measure_job(job: Path) -> dict[str, Any]:
 def record_name(record: dict[str, Any]) -> str:
     model = record["model"]
     parts = [record["dataset"], str(model["downsample"]["type"])]
-    if model.get("dropout") != 0.4:
+    if model.get("dropout") != SEED_DROPOUT:
         parts.append(f"dropout{model.get('dropout')}")
     if model.get("dropout_position") not in (None, "before_bn"):
         parts.append(str(model["dropout_position"]))
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help=f"the multirun folder --train writes to (default {DEFAULT_WORKDIR})")
     parser.add_argument("--out", type=Path, required=True, help="folder for the JSON records (one per job)")
+    parser.add_argument("--overwrite", action="store_true", help="replace records in --out that differ")
     args = parser.parse_args(argv)
     try:
         if bool(args.paths) == bool(args.train):
@@ -181,9 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         if not jobs:
             raise PoolStudyError(f"no finished job folders under {', '.join(args.paths or [str(args.workdir)])}.")
         records = [measure_job(job) for job in jobs]  # all measured before anything is written
+        targets = []
         for record in records:
             record["command"] = command
             path = args.out / record_name(record)
+            text = json.dumps(record, indent=2) + "\n"
+            if path.is_file() and path.read_text() != text and not args.overwrite:
+                raise PoolStudyError(f"{path} exists and holds another measurement; nothing was written. Give "
+                                     "another --out, or --overwrite to replace it.")
+            targets.append((path, record))
+        for path, record in targets:
             atomic_write_json(path, record)
             print(f"wrote {path}", file=sys.stderr)
     except PoolStudyError as exc:

@@ -51,7 +51,10 @@ BEGIN = "<!-- poolstudy.collect "
 END = "<!-- /poolstudy.collect -->"
 BLOCK = re.compile(r"^<!-- poolstudy\.(?P<kind>collect|bn_shift) (?P<args>.*?) -->\n(?P<body>.*?)"
                    r"^<!-- /poolstudy\.(?P=kind) -->$", re.MULTILINE | re.DOTALL)
-PENDING = "*Pending: {missing} {verb} not exist yet, so this block has no tables. Once the study's records are there (`python sweeps/make_results.py` archives them to `docs/studies/`), `python -m poolstudy.publish {report}` fills it in.*\n"
+# The whole body of a collect block whose record folders do not exist yet.
+PENDING = ("*Pending: {missing} {verb} not exist yet, so this block has no tables. Once the study's records are "
+           "there (`python sweeps/make_results.py` archives them to `docs/studies/`), `python -m poolstudy.publish "
+           "{report}` fills it in.*\n")
 STUDY_JSON = "study.json"  # written by sweeps/make_results.py next to a study's records
 DEFAULT_FIGURES = ("accuracy.png", "accuracy_vs_compute.png", "accuracy_vs_shift.png")
 
@@ -150,8 +153,9 @@ def render_bn_shift(block: Block, report: Path) -> str:
     paths = shlex.split(block.args)
     files = sorted({f for p in map(Path, paths) for f in ([p] if p.is_file() else sorted(p.glob("*.json")))})
     if not paths or not files:
-        raise PoolStudyError(f"{report}: block '{block.marker}': no records (*.json) at {', '.join(paths) or '(none given)'}; "
-                             "make them with python -m poolstudy.bn_shift --train OVERRIDES --out FOLDER.")
+        raise PoolStudyError(f"{report}: block '{block.marker}': no records (*.json) at "
+                             f"{', '.join(paths) or '(none given)'}; make them with python -m poolstudy.bn_shift "
+                             "--train OVERRIDES --out FOLDER.")
     records = []
     for f in files:
         try:
@@ -215,8 +219,8 @@ def _publish(report: Path, check: bool) -> int:
     text = report.read_text()
     blocks = find_blocks(text, report)
     if not blocks:
-        raise PoolStudyError(f"{report}: holds no '{BEGIN}ARGS -->' blocks, so there is nothing to "
-                             "publish or check.")
+        raise PoolStudyError(f"{report}: holds no '{BEGIN}ARGS -->' (or poolstudy.bn_shift) blocks, so there "
+                             "is nothing to publish or check.")
     stale: list[tuple[Block, str]] = []
     fresh: list[str] = []
     with tempfile.TemporaryDirectory(prefix="poolstudy-publish-") as tmp:
@@ -225,7 +229,7 @@ def _publish(report: Path, check: bool) -> int:
             fresh.append(body)
             if body != block.body:
                 stale.append((block, body))
-    pending = sum(body.startswith("*Pending: ") for body in fresh)
+    pending = sum(body.startswith(PENDING.split("{", 1)[0]) for body in fresh)
     pending_text = f"; {pending} pending (record folders not there yet)" if pending else ""
     # The prose (as in the file, so that line numbers match it) against the tables as the records give them now.
     problems = prose_check.check(text, [prose_check.Span(b.outer_start, b.outer_end, body)

@@ -30,6 +30,7 @@ from poolstudy.training.batchnorm import _BN
 # A channel whose input variance is below this (a channel that is always zero, e.g. after a dead
 # ReLU) has no meaningful ratio; it is counted, not averaged.
 DEAD_VARIANCE = 1e-12
+SEED_DROPOUT = 0.4  # the seed's Dropout(0.4), model.dropout's default in conf/arch/lenet.yaml
 
 
 @dataclass
@@ -145,7 +146,7 @@ def records_markdown(records: list[dict]) -> str:
     for r in records:
         model = r["model"]
         name = str(model["downsample"]["type"])
-        if model.get("dropout") != 0.4 or model.get("dropout_position") not in (None, "before_bn"):
+        if model.get("dropout") != SEED_DROPOUT or model.get("dropout_position") not in (None, "before_bn"):
             name += f" (dropout {model.get('dropout')}, {model.get('dropout_position') or 'before_bn'})"
         for layer in r["layers"]:
             before, after = layer["as_trained"].get("mean_offset"), layer["re_estimated"].get("mean_offset")
@@ -167,8 +168,8 @@ def records_markdown(records: list[dict]) -> str:
         "dropout on\": the same with the Dropout layer in training mode, i.e. the input the running statistics "
         "were estimated on. \"After re-estimation\": once `trainer.bn_recalibration` has recomputed the running "
         "statistics with dropout off. Mean offset: the distance between running mean and input mean in input standard "
-        "deviations, averaged over channels. Each model's test accuracies are its job's `test_acc_raw` and `test_acc`, reproduced exactly "
-        "from its checkpoint before measuring.",
+        "deviations, averaged over channels. Each model's test accuracies are its job's `test_acc_raw` and "
+        "`test_acc`, reproduced exactly from its checkpoint before measuring.",
     ]
     if dead:
         notes.append(f"{dead} channel measurements had (near) zero input variance and are left out of the ratios.")
