@@ -121,11 +121,12 @@ def test_a_job_without_its_checkpoint_or_with_other_metrics_is_refused(trained, 
     assert result.returncode == 2 and "checkpoint.keep=true" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_neither_jobs_nor_train_is_one_clear_error(tmp_path):
-    result = _run("--out", "x", cwd=tmp_path)
-    assert result.returncode == 2 and "give either job folders or --train" in result.stderr
-    result = _run(str(tmp_path), "--out", "x", cwd=tmp_path)
-    assert result.returncode == 2 and "no finished job folders" in result.stderr
+def test_neither_jobs_nor_train_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    from poolstudy.bn_shift import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--out", "x"]) == 2 and "give either job folders or --train" in capsys.readouterr().err
+    assert main([str(tmp_path), "--out", "x"]) == 2 and "no finished job folders" in capsys.readouterr().err
 
 
 @pytest.mark.slow
