@@ -36,6 +36,9 @@ CPU = ["hydra/launcher=local_parallel", "trainer.progress=false"]
 BUDGET = ["dataset.train_subset=10000", "trainer.epochs=3"]
 HPO = ["hparams_search=optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2"]
 ZOO = "maxpool,avgpool,lppool,blurpool,strided,conv,convpool,none"
+# All ten operators, `none` first: its three CIFAR-10 jobs take ~15x a max-pool job each, and started first
+# they run beside the others instead of alone at the end (the grid is the sweep file's; only the order differs).
+ZOO_ALL = "none,maxpool,avgpool,lppool,fracmaxpool,strided,conv,convpool,blurpool,blurstrided"
 ZOO_TUNED = 2  # the zoo's best operators (by validation accuracy) tuned besides maxpool and strided
 ALLCNN_BUDGET = ["trainer.epochs=4"]  # on top of the sweep file's width 0.25 and 10,000 images
 
@@ -92,6 +95,16 @@ STUDIES: dict[str, list] = {
     # 4. Springenberg et al.'s Model C family on CIFAR-10 (the sweep file's reduced width and data)
     "allcnn_c_family": [
         ["+sweeps=allcnn_c_family", *ALLCNN_BUDGET, *CPU, _sweep("allcnn_c_family")],
+    ],
+    # 0b. the fixes for the seed's dropout -> BatchNorm variance shift, at the defaults, 3 seeds: no dropout,
+    # and dropout after every BatchNorm (seed_replication holds the seed's placement)
+    "dropout_fixes": [
+        ["+sweeps=dropout_fixes", "model.dropout=0", *CPU, _sweep("dropout_fixes/no_dropout")],
+        ["+sweeps=dropout_fixes", "model.dropout_position=after_bn", *CPU, _sweep("dropout_fixes/after_bn")],
+    ],
+    # 6. all ten operators on CIFAR-10 at the defaults, 3 seeds
+    "operator_zoo_cifar10": [
+        ["+sweeps=operator_zoo", f"model={ZOO_ALL}", "dataset=cifar10", *CPU, _sweep("operator_zoo_cifar10")],
     ],
 }
 

@@ -90,6 +90,8 @@ CASES = [
     Case("zero batch size", ["trainer.batch_size=0"], ["trainer.batch_size = 0 is not valid: it must be an integer >= 1"]),
     Case("stride 0", ["model.downsample.stride=0"], ["model.downsample.stride = 0 is not valid"]),
     Case("dropout 1.5", ["model.dropout=1.5"], ["model.dropout = 1.5 is not valid: it must be a number in [0, 1)"]),
+    Case("dropout position", ["model.dropout_position=middle"],
+         ["model.dropout_position = 'middle' is not valid: it must be one of before_bn, after_bn"]),
     Case("kernel/stride larger than the feature map", ["model.downsample.kernel_size=9", "model.downsample.stride=9"],
          ["layer 'conv2.3'", "kernel_size=9"]),
     Case("missing data folder", ["dataset.download=false"], ["MNIST not found", "<tmp>/nowhere/MNIST/raw",

@@ -34,7 +34,8 @@ def expand(step: list[str]) -> list[list[str]]:
 
 
 EXPECTED_JOBS = {("seed_replication", 0): 30, ("seed_replication_tuned", 0): 30, ("operator_zoo", 0): 48,
-                 ("kernel_stride_grid", 0): 36, ("allcnn_c_family", 0): 12}
+                 ("kernel_stride_grid", 0): 36, ("allcnn_c_family", 0): 12,
+                 ("dropout_fixes", 0): 18, ("dropout_fixes", 1): 18, ("operator_zoo_cifar10", 0): 30}
 
 
 @pytest.mark.parametrize("study, index", sorted(EXPECTED_JOBS))
@@ -54,6 +55,36 @@ def test_every_study_expands_to_its_jobs_and_each_composes(study, index, monkeyp
         assert (cfg.dataset.train_subset, cfg.trainer.epochs) == (None, 5)
     if study == "allcnn_c_family":
         assert (cfg.model.arch, cfg.model.width, cfg.trainer.epochs) == ("allcnn_c", 0.25, 4)
+    if study in ("dropout_fixes", "operator_zoo_cifar10"):  # the trainer's defaults, as seed_replication
+        assert (cfg.dataset.train_subset, cfg.trainer.epochs, cfg.trainer.bn_recalibration) == (None, 5, True)
+    if study == "dropout_fixes":
+        cells = {(job_value(j, "model"), job_value(j, "dataset"), job_value(j, "seed")) for j in jobs}
+        assert cells == {(m, d, str(s)) for m in ("maxpool", "strided") for d in ("mnist", "fashion_mnist", "cifar10")
+                         for s in range(3)}
+        fix = [compose_with(job) for job in (jobs[0], jobs[-1])]
+        expected = [(0.0, "before_bn"), (0.4, "after_bn")][index]  # (c) no dropout, (d) dropout after the BNs
+        assert {(c.model.dropout, c.model.dropout_position) for c in fix} == {expected}
+        assert step[-1].startswith("hydra.sweep.dir=outputs/results/dropout_fixes/")
+    if study == "operator_zoo_cifar10":
+        from poolstudy.models import DOWNSAMPLERS
+
+        assert {job_value(j, "model") for j in jobs} == set(DOWNSAMPLERS) and len(DOWNSAMPLERS) == 10
+        assert {job_value(j, "dataset") for j in jobs} == {"cifar10"}
+        assert {job_value(j, "seed") for j in jobs} == {"0", "1", "2"}
+
+
+def job_value(job: list[str], key: str) -> str:
+    """The last value a job's overrides give ``key`` (the command line's, after the sweep file's)."""
+    return [o.split("=", 1)[1] for o in job if o.split("=", 1)[0] == key][-1]
+
+
+def test_the_two_dropout_fixes_share_everything_but_the_fix(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    no_dropout, after_bn = (expand(step) for step in make_results.STUDIES["dropout_fixes"])
+    strip = lambda job: [o for o in job if not o.startswith("model.dropout")]  # noqa: E731
+    assert [strip(j) for j in no_dropout] == [strip(j) for j in after_bn]
+    seed = compose_with(strip(no_dropout[0]))
+    assert (seed.model.dropout, seed.model.dropout_position) == (0.4, "before_bn")  # the seed's model otherwise
 
 
 def test_tuned_and_untuned_runs_share_one_budget(monkeypatch, tmp_path):

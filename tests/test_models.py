@@ -227,3 +227,98 @@ def test_lenet_trains_exactly_as_with_torchs_mean():
             optimizer.step()
         weights.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+# ---------------------------------------------------------------- dropout position (issue 21) ----------
+
+class SeedLeNetBeforeDropoutPosition(nn.Module):
+    """LeNet exactly as poolstudy built it before model.dropout_position existed (commit 2394720): the
+    reference the default must stay bit-identical to, so that committed records re-run from their snapshots."""
+
+    def __init__(self, in_channels, num_classes, downsample, dropout=0.4):
+        super().__init__()
+        from poolstudy.models.downsample import conv_stage, create_downsample
+
+        ds = create_downsample(downsample)
+        self.conv1 = conv_stage(in_channels, 6, 5, 2, ds, norm=False, dropout=dropout)
+        self.conv2 = conv_stage(6, 16, 5, 2, ds, norm=True)
+        self.conv3 = nn.Sequential(nn.Conv2d(16, 120, 5), nn.BatchNorm2d(120), nn.ReLU())
+        self.fc = nn.Linear(120, num_classes)
+
+    def forward(self, x):
+        from poolstudy.models.layers import global_mean
+
+        return self.fc(global_mean(self.conv3(self.conv2(self.conv1(x)))))
+
+
+@pytest.mark.parametrize("downsample", [SEED_MAXPOOL, SEED_STRIDED])
+@pytest.mark.parametrize("kwargs", [{}, {"dropout_position": "before_bn"}])
+def test_default_dropout_position_is_bit_identical_to_the_previous_model(downsample, kwargs):
+    torch.manual_seed(0)
+    old = SeedLeNetBeforeDropoutPosition(3, 10, downsample)
+    torch.manual_seed(0)
+    new = LeNet(3, 10, downsample, **kwargs)
+    assert list(new.state_dict()) == list(old.state_dict())
+    assert [type(m) for m in new.modules()][1:] == [type(m) for m in old.modules()][1:]
+    for (name, a), b in zip(new.state_dict().items(), old.state_dict().values()):
+        assert torch.equal(a, b), name  # same initial weights from the same seed
+    x = torch.randn(8, 3, 32, 32)
+    for mode in ("train", "eval"):
+        torch.manual_seed(1)  # training mode: the same dropout masks from the same random stream
+        out_new = getattr(new, mode)()(x)
+        torch.manual_seed(1)
+        out_old = getattr(old, mode)()(x)
+        assert torch.equal(out_new, out_old), mode
+
+
+@pytest.mark.parametrize("downsample", [SEED_MAXPOOL, SEED_STRIDED, AVGPOOL])
+def test_dropout_after_bn_keeps_shapes_parameters_and_macs(downsample):
+    before, after = LeNet(1, 10, downsample), LeNet(1, 10, downsample, dropout_position="after_bn")
+    assert count_params(after) == count_params(before) == 52_174
+    assert count_macs(after, (1, 28, 28)) == count_macs(before, (1, 28, 28))
+    assert list(after.state_dict()) == list(before.state_dict())
+    assert after(torch.randn(5, 1, 28, 28)).shape == (5, 10)
+    dropouts = [(n, m.p) for n, m in after.named_modules() if isinstance(m, nn.Dropout)]
+    assert dropouts == [("head_dropout", 0.4)]
+    assert not any(isinstance(m, nn.Dropout) for m in LeNet(1, 10, downsample, dropout=0.0,
+                                                            dropout_position="after_bn").modules())
+
+
+def _bn_inputs(model, x, seed):
+    """The input of every BatchNorm layer in one training-mode forward pass, and the output."""
+    seen = []
+    handles = [m.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0].detach().clone()))
+               for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    torch.manual_seed(seed)
+    out = model.train()(x)
+    for h in handles:
+        h.remove()
+    return seen, out.detach()
+
+
+@pytest.mark.parametrize("downsample", [SEED_MAXPOOL, SEED_STRIDED])
+def test_no_batchnorm_input_passes_through_dropout_after_bn(downsample):
+    torch.manual_seed(0)
+    x = torch.randn(16, 1, 28, 28)
+    after = LeNet(1, 10, downsample, dropout_position="after_bn")
+    (bn2_a, bn3_a), out_a = _bn_inputs(after, x, seed=1)
+    (bn2_b, bn3_b), out_b = _bn_inputs(after, x, seed=2)
+    # different dropout masks change the output but not a single value any BatchNorm sees
+    assert torch.equal(bn2_a, bn2_b) and torch.equal(bn3_a, bn3_b) and not torch.equal(out_a, out_b)
+    before = LeNet(1, 10, downsample)  # the seed's placement: both BatchNorms see the dropout
+    (bn2_a, bn3_a), _ = _bn_inputs(before, x, seed=1)
+    (bn2_b, bn3_b), _ = _bn_inputs(before, x, seed=2)
+    assert not torch.equal(bn2_a, bn2_b) and not torch.equal(bn3_a, bn3_b)
+
+
+def test_dropout_position_is_checked_and_reaches_the_model_from_the_config():
+    from test_zoo import compose_with
+    from hydra.utils import instantiate
+
+    with pytest.raises(PoolStudyError, match=r"model.dropout_position = 'middle' is not valid.*before_bn, after_bn"):
+        LeNet(1, 10, SEED_MAXPOOL, dropout_position="middle")
+    cfg = compose_with(["model=strided", "model.dropout_position=after_bn"])
+    model = instantiate(cfg.model, _convert_="all", in_channels=1, num_classes=10)
+    assert [n for n, m in model.named_modules() if isinstance(m, nn.Dropout)] == ["head_dropout"]
+    default = compose_with([])
+    assert default.model.dropout_position == "before_bn"

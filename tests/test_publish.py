@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,132 @@ def test_committed_results_match_committed_records(capsys):
         pytest.fail("RESULTS.md is missing from the repository root")
     assert re.search(r"<!-- poolstudy\.collect ", report.read_text())
     assert publish([str(report), "--check"]) == 0, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 21: more block kinds, prose ----------
+
+def _bn_record(dataset="mnist", operator="maxpool", ratio=2.5, raw=0.9751, bn=0.9908):
+    spread = lambda mean: {"mean": mean, "median": mean, "min": mean - 0.5, "max": mean + 0.5}  # noqa: E731
+    layer = lambda name, channels: {"layer": name, "channels": channels,  # noqa: E731
+                                    "as_trained": {"var_ratio": spread(ratio), "dead_channels": 0, "mean_offset": 0.3},
+                                    "dropout_on": {"var_ratio": spread(1.05), "dead_channels": 0},
+                                    "re_estimated": {"var_ratio": spread(1.01), "dead_channels": 0,
+                                                     "mean_offset": 0.01}}
+    return {"format": "poolstudy.bn_shift/1", "dataset": dataset, "seed": 0, "epochs": 5,
+            "model": {"arch": "lenet", "downsample": {"type": operator}, "dropout": 0.4, "dropout_position": None},
+            "measured_on": "validation split, 6000 images", "test_acc_raw": raw, "test_acc": bn,
+            "command": "python -m poolstudy.bn_shift --train model=maxpool seed=0 --out bn",
+            "layers": [layer("conv2.1", 16), layer("conv3.1", 120)]}
+
+
+MORE = """# Results
+
+## The flip
+
+<!-- poolstudy.collect records/a --out results/flip --no-plots --compare-metrics test_acc_raw,test_acc --sections metrics -->
+<!-- /poolstudy.collect -->
+
+The mechanism: the running variance of conv2.1 is 2.50 times the input's, 1.01 after re-estimation.
+
+<!-- poolstudy.bn_shift bn -->
+<!-- /poolstudy.bn_shift -->
+
+## 1. Not run yet
+
+<!-- poolstudy.collect records/future records/a --out results/future -->
+<!-- /poolstudy.collect -->
+"""
+
+
+@pytest.fixture()
+def more(report) -> Path:
+    folder = report.parent / "bn"
+    folder.mkdir()
+    (folder / "mnist-maxpool-seed0.json").write_text(json.dumps(_bn_record()))
+    (folder / "mnist-strided-seed0.json").write_text(json.dumps(_bn_record(operator="strided", ratio=1.2)))
+    path = report.parent / "MORE.md"
+    path.write_text(MORE)
+    return path
+
+
+def test_sections_bn_shift_and_pending_blocks(more, capsys):
+    assert publish([str(more)]) == 0
+    text = more.read_text()
+    flip = text.split("<!-- /poolstudy.collect -->")[0]
+    assert "### Test accuracy raw vs test accuracy" in flip and "| mnist | strided k5 |" in flip
+    assert "### Overview" not in flip and "### mnist" not in flip  # --sections metrics: only that, and the head
+    assert "6 jobs in 2 cells" in flip
+    assert "| mnist | maxpool, seed 0 | conv2.1 (16) | 2.50 [2.00, 3.00] | 1.05 | 1.01 [0.51, 1.51] | 0.30 → 0.01 | 97.51 → 99.08 |" in text
+    assert "| mnist | strided, seed 0 | conv3.1 (120) | 1.20 [0.70, 1.70]" in text
+    assert "*Pending: `records/future` does not exist yet" in text
+    capsys.readouterr()
+    assert publish([str(more), "--check"]) == 0
+    assert "3 of 3 blocks match the records; 1 pending (record folders not there yet)" in capsys.readouterr().err
+
+    # a changed bn_shift record fails the check
+    record = more.parent / "bn" / "mnist-maxpool-seed0.json"
+    data = json.loads(record.read_text())
+    data["layers"][0]["as_trained"]["var_ratio"]["mean"] = 2.4
+    record.write_text(json.dumps(data))
+    assert publish([str(more), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "block 'poolstudy.bn_shift bn' differs" in err and "2 of 3 blocks match" in err
+    record.write_text(json.dumps(_bn_record()))
+
+    # the pending study's records arrive: the note no longer passes, publishing fills in the tables
+    shutil.copytree(more.parent / "records" / "a", more.parent / "records" / "future")
+    assert publish([str(more), "--check"]) == 1
+    assert publish([str(more)]) == 0 and "Pending" not in more.read_text()
+    assert publish([str(more), "--check"]) == 0
+    # and a block that holds tables never turns pending: losing its records fails the check
+    shutil.rmtree(more.parent / "records" / "future")
+    capsys.readouterr()
+    assert publish([str(more), "--check"]) == 1
+    assert "block 'poolstudy.collect records/future records/a --out results/future' differs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("marker, message", [
+    ("<!-- poolstudy.bn_shift nowhere -->\n<!-- /poolstudy.bn_shift -->\n", "no records (*.json) at nowhere"),
+    ("<!-- poolstudy.bn_shift bn -->\n<!-- /poolstudy.collect -->\n", "markers make 0 complete blocks"),
+    ("<!-- poolstudy.collect records/a --out x --sections head -->\n<!-- /poolstudy.collect -->\n",
+     "--sections 'head': choose among overview, metrics, datasets, tuning, hpo"),
+    ("<!-- poolstudy.collect records/a --out x --sections bogus -->\n<!-- /poolstudy.collect -->\n",
+     "--sections 'bogus'"),
+])
+def test_bad_new_blocks_are_one_clear_error(more, capsys, marker, message):
+    more.write_text(marker)
+    assert publish([str(more), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_prose_number_not_in_the_cited_table_fails(more, capsys):
+    assert publish([str(more)]) == 0
+    assert publish([str(more), "--check"]) == 0
+    text = more.read_text()
+    more.write_text(text.replace("is 2.50 times", "is 2.60 times"))
+    capsys.readouterr()
+    assert publish([str(more), "--check"]) == 1
+    err = capsys.readouterr().err
+    line = text[:text.index("is 2.50 times")].count("\n") + 1  # the line in the file as it is
+    assert f"MORE.md:{line}: 2.60 (section 'The flip') is in none of the tables the paragraph cites" in err
+    assert "1 number(s) in the prose" in err and "3 of 3 blocks match" in err
+    # publishing rewrites the blocks but reports the prose, with a non-zero exit
+    assert publish([str(more)]) == 1
+
+
+def test_committed_results_prose_check_catches_a_changed_number(tmp_path, capsys):
+    """The committed RESULTS.md passes; change one number its prose quotes and the check names it."""
+    text = (ROOT / "RESULTS.md").read_text()
+    quoted = "the seed's max-pool LeNet scored 99.11 / 89.54 / 65.07 %"
+    assert quoted in text
+    from poolstudy import prose_check
+    from poolstudy.publish import find_blocks
+
+    spans = lambda t: [prose_check.Span(b.outer_start, b.outer_end, b.body) for b in find_blocks(t, Path("R"))]  # noqa: E731
+    assert prose_check.check(text, spans(text)) == []
+    changed = text.replace(quoted, quoted.replace("65.07", "65.70"))
+    problems = prose_check.check(changed, spans(changed))
+    assert len(problems) == 1 and "65.70" in problems[0]
+    line = text[:text.index(quoted)].count("\n") + 1
+    assert problems[0].startswith(f"RESULTS.md:{line}: 65.70 ")

@@ -12,8 +12,11 @@ import shlex
 import sys
 from pathlib import Path
 
+import yaml
+
 from poolstudy.analysis import consistency, hpo, records, replicates, screening
 from poolstudy.analysis.cells import make_grouping
+from poolstudy.analysis.metric_compare import compare_metrics, parse_metrics
 from poolstudy.analysis.report import Collection, write_outputs
 from poolstudy.analysis.summary import DEFAULT_BASELINE, METRICS, summarise
 from poolstudy.errors import PoolStudyError
@@ -40,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "exist), dataset.name")
     parser.add_argument("--panel", help="the grouping key whose values are the datasets/columns (default: dataset.name)")
     parser.add_argument("--metric", choices=METRICS, default="test_acc", help="the accuracy compared (default: test_acc)")
+    parser.add_argument("--compare-metrics", metavar="A,B",
+                        help="also tabulate two metrics side by side (e.g. test_acc_raw,test_acc): both means, "
+                             "both tests against the baseline, sign flips, the paired change and the rankings")
+    parser.add_argument("--fill-missing", action="append", default=[], metavar="KEY=VALUE",
+                        help="for jobs whose config snapshot lacks KEY (recorded before the key existed), take "
+                             "VALUE (YAML); the report's notes say how many jobs it filled. Repeatable")
     parser.add_argument("--baseline", help=f"variant label or downsampling type to test against (default: {DEFAULT_BASELINE})")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction")
     parser.add_argument("--ignore", help="comma-separated config keys (or key prefixes) the consistency check ignores")
@@ -65,6 +74,29 @@ def _report(warnings: records.Warnings, notices: list[str]) -> None:
         print(f"warning: {line}".replace("\n", " "), file=sys.stderr)
 
 
+def _fill_missing(jobs: list[records.Job], specs: list[str]) -> list[str]:
+    """Applies --fill-missing KEY=VALUE to the snapshots that lack KEY; returns a note per key used."""
+    notes = []
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PoolStudyError(f"--fill-missing {spec!r}: write KEY=VALUE, e.g. "
+                                 "--fill-missing model.dropout_position=before_bn.")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise PoolStudyError(f"--fill-missing {spec!r}: the value {text!r} is not valid YAML.") from None
+        if isinstance(value, (dict, list)):
+            raise PoolStudyError(f"--fill-missing {spec!r}: the value must be a single number or text.")
+        filled = [job for job in jobs if job.config and key not in job.config]
+        for job in filled:
+            job.config[key] = value
+        notes.append(f"{len(filled)} of {len(jobs)} jobs had no {key} in their config snapshot; taken as "
+                     f"{value!r} (--fill-missing).")
+    return notes
+
+
 def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]:
     """Reads and summarises everything ``args`` names; returns the collection and its output folder."""
     if not 0 < args.alpha < 1:
@@ -79,6 +111,8 @@ def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]
     found = records.discover(paths, warnings, skip=out)
     notices = [f"{s.path}: skipped: {s.reason}" for s in found.skipped]
     try:  # every warning is printed, also when a mistake stops the collection
+        filled = _fill_missing(found.jobs, args.fill_missing)  # before screening compares snapshots
+        metrics = parse_metrics(args.compare_metrics) if args.compare_metrics else None
         jobs, excluded = screening.screen(found.jobs, args.metric, warnings)
         notices += [f"{e.path}: excluded: {e.reason}" for e in excluded]
         if not jobs and not found.studies and not args.storage:
@@ -95,6 +129,10 @@ def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]
         notices += [d.describe(args.metric) for d in duplicates]
         summary = summarise(cells, grouping, metric=args.metric, baseline=args.baseline or DEFAULT_BASELINE,
                             alpha=args.alpha, baseline_given=args.baseline is not None)
+        summary.notes[:0] = filled
+        comparison = None if metrics is None else compare_metrics(
+            cells, grouping, metrics, baseline=args.baseline or DEFAULT_BASELINE, alpha=args.alpha,
+            baseline_given=args.baseline is not None)
         repeated_trials: list[records.Job] = []
         studies = hpo.studies_from_folders(jobs, found.studies, grouping, cells, warnings, repeated_trials)
         jobs = [job for job in jobs if not any(job is trial for trial in repeated_trials)]
@@ -107,7 +145,7 @@ def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]
     command = shlex.join(["python -m poolstudy.collect", *argv]).replace("'python -m poolstudy.collect'",
                                                                          "python -m poolstudy.collect")
     return Collection(command, list(paths), jobs, cells, summary, studies, flags, list(warnings),
-                      duplicates, excluded, found.skipped), out
+                      duplicates, excluded, found.skipped, metric_comparison=comparison), out
 
 
 def collect(args: argparse.Namespace, argv: list[str]) -> int:

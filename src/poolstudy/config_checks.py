@@ -13,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 from poolstudy.analysis.invariance import STABILITY_METRICS
 from poolstudy.data.shifts import PADDING_MODES
 from poolstudy.errors import PoolStudyError
+from poolstudy.models.lenet import DROPOUT_POSITIONS
 
 
 def _int(minimum: int) -> Callable[[Any], bool]:
@@ -55,6 +56,8 @@ RULES: list[tuple[str, Callable[[Any], bool], str]] = [
     ("optimizer.fused", _optional(lambda v: isinstance(v, bool)), "true, false or null (torch's choice)"),
     ("optimizer.weight_decay", _number(0, math.inf, hi_open=True), "a number >= 0"),
     ("model.dropout", _number(0, 1, hi_open=True), "a number in [0, 1)"),
+    ("model.dropout_position", lambda v: v in DROPOUT_POSITIONS,
+     _one_of(DROPOUT_POSITIONS) + " (before_bn: the seed's model)"),
     ("dataset.val_fraction", _number(0, 1, lo_open=True, hi_open=True), "a number strictly between 0 and 1"),
     ("dataset.split_seed", _int(0), "an integer >= 0"),
     ("dataset.train_subset", _optional(_int(20)), "null (all) or an integer >= 20"),

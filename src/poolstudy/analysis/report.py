@@ -15,6 +15,7 @@ from typing import Any
 from poolstudy.analysis import plots, tables
 from poolstudy.analysis.cells import TUNING, Cell, show_value
 from poolstudy.analysis.hpo import Study
+from poolstudy.analysis.metric_compare import MetricComparison, record as comparison_record
 from poolstudy.analysis.records import COMPLETE, MISSING, STATE_NAMES, STATES, Job, Skipped
 from poolstudy.analysis.replicates import Duplicate
 from poolstudy.analysis.screening import Excluded
@@ -44,6 +45,7 @@ class Collection:
     duplicates: list[Duplicate] = field(default_factory=list)  # repeated folders, each counted once
     excluded: list[Excluded] = field(default_factory=list)  # jobs whose numbers cannot be reported
     skipped: list[Skipped] = field(default_factory=list)  # folders that are not poolstudy's
+    metric_comparison: MetricComparison | None = None  # --compare-metrics
 
     @property
     def members(self) -> list[Job]:
@@ -136,6 +138,7 @@ def results_json(col: Collection, files: list[str]) -> dict:
         "excluded": [{**_job_record(e.job), "reason": e.reason} for e in col.excluded],
         "skipped": [{"path": s.path, "reason": s.reason} for s in col.skipped],
         "files": files,
+        **({"metric_comparison": comparison_record(col.metric_comparison)} if col.metric_comparison else {}),
     })
 
 
@@ -149,12 +152,21 @@ def _count_line(jobs: list[Job]) -> str:
     return ", ".join(f"{counts[state]} {STATE_NAMES.get(state, state)}" for state in STATES)
 
 
-def summary_markdown(col: Collection) -> str:
+#: The sections of summary.md, in order. ``head`` (counts, grouping, tests) and the sections that report
+#: problems (``unfinished``, ``not_counted``, ``flags``, ``notes``, ``warnings``) are always shown; the others can be
+#: picked, e.g. by a RESULTS.md block (``--sections``).
+SECTIONS = ("head", "overview", "metrics", "datasets", "tuning", "hpo", "unfinished", "not_counted", "flags", "notes",
+            "warnings")
+ALWAYS_SHOWN = ("head", "unfinished", "not_counted", "flags", "notes", "warnings")
+
+
+def summary_sections(col: Collection) -> list[tuple[str, str]]:
+    """summary.md as (section key, Markdown) pairs, key from SECTIONS; absent sections are left out."""
     summary = col.summary
     grouping = summary.grouping
     title = tables.metric_title(summary.metric)
     variant_keys = ", ".join(f"`{k}`" for k in grouping.row_keys if k != TUNING) or "none"
-    parts = [
+    head = [
         f"# Results: {title}",
         f"{len(col.members)} jobs in {len(col.cells)} cells from {', '.join(f'`{p}`' for p in col.inputs) or 'none'}: "
         f"{_count_line(col.members)}." + (f" Also {len(col.trials)} HPO trials ({_count_line(col.trials)})."
@@ -165,36 +177,60 @@ def summary_markdown(col: Collection) -> str:
         f"Holm-adjusted across the table, α = {summary.alpha:g}; effect size Hedges' g; 95% Student-t intervals.",
     ]
     if col.flags:
-        parts.append(f"**{len(col.flags)} flag(s): check the Flags section before comparing.**")
+        head.append(f"**{len(col.flags)} flag(s): check the Flags section before comparing.**")
     if col.excluded:
-        parts.append(f"**{len(col.excluded)} job(s) excluded: see the Excluded section.**")
-    parts += ["## Overview", tables.overview_markdown(summary),
-              f"{title.capitalize()} in %, mean ± std over seeds (finished/expected jobs). Best per dataset in "
-              f"**bold**; {tables.SIGNIFICANT_MARK}: differs from the baseline (Holm-adjusted Welch p < "
-              f"{summary.alpha:g}); n.s.: the difference is not significant."]
+        head.append(f"**{len(col.excluded)} job(s) excluded: see the Excluded section.**")
+    sections = [("head", head),
+                ("overview", ["## Overview", tables.overview_markdown(summary),
+                              f"{title.capitalize()} in %, mean ± std over seeds (finished/expected jobs). Best per "
+                              f"dataset in **bold**; {tables.SIGNIFICANT_MARK}: differs from the baseline "
+                              f"(Holm-adjusted Welch p < {summary.alpha:g}); n.s.: the difference is not "
+                              "significant."])]
+    comparison = col.metric_comparison
+    if comparison is not None:
+        first, second = (tables.metric_title(m) for m in comparison.metrics)
+        sections.append(("metrics", [
+            f"## {first.capitalize()} vs {second}",
+            tables.metric_comparison_markdown(comparison),
+            f"The same jobs under both metrics (`{comparison.metrics[0]}`, `{comparison.metrics[1]}`), mean ± std "
+            f"over seeds in %. Each metric's differences from the baseline are tested as above and Holm-adjusted "
+            f"across the table, each metric on its own (as `--metric` with that metric gives them); "
+            f"{tables.SIGNIFICANT_MARK}: significant at α = {summary.alpha:g}. \"Δ changes sign\": the variant is "
+            f"above its baseline under one metric and below it under the other. The paired change is over the "
+            f"same jobs. Rankings order the variants by mean; ties and significance aside."]))
+    datasets: list[str] = []
     for panel in summary.panels:
-        parts += [f"## {tables.panel_name(panel)}", tables.panel_markdown(summary, panel)]
+        datasets += [f"## {tables.panel_name(panel)}", tables.panel_markdown(summary, panel)]
         shift = tables.shift_markdown(summary, panel)
         if shift:
-            parts += [f"### Accuracy vs shift on {tables.panel_name(panel)} (%, mean ± std)", shift]
+            datasets += [f"### Accuracy vs shift on {tables.panel_name(panel)} (%, mean ± std)", shift]
+    sections.append(("datasets", datasets))
     tuning = tables.tuning_markdown(summary)
     if tuning:
-        parts += ["## Tuned vs untuned", tuning]
+        sections.append(("tuning", ["## Tuned vs untuned", tuning]))
     studies = tables.studies_markdown(col.studies)
     if studies:
-        parts += ["## HPO studies", studies]
+        sections.append(("hpo", ["## HPO studies", studies]))
     unfinished = [job for job in col.members if job.status != COMPLETE]
     if unfinished:
         body = [[job.path, STATE_NAMES.get(job.status, job.status), _first_line(job.error)]
                 for job in unfinished[:MAX_LISTED]]
-        parts += ["## Not finished", tables.markdown_table(["job", "status", "error"], body)]
+        parts = ["## Not finished", tables.markdown_table(["job", "status", "error"], body)]
         if len(unfinished) > MAX_LISTED:
             parts.append(f"… and {len(unfinished) - MAX_LISTED} more (all in {JOBS_CSV}).")
-    parts += _not_counted_sections(col)
-    for heading, items in (("Flags", col.flags), ("Notes", summary.notes), ("Warnings", col.warnings)):
+        sections.append(("unfinished", parts))
+    not_counted = _not_counted_sections(col)
+    if not_counted:
+        sections.append(("not_counted", not_counted))
+    for key, heading, items in (("flags", "Flags", col.flags), ("notes", "Notes", summary.notes),
+                                ("warnings", "Warnings", col.warnings)):
         if items:
-            parts += [f"## {heading}", "\n".join(f"- {item}" for item in items)]
-    return "\n\n".join(parts) + "\n"
+            sections.append((key, [f"## {heading}", "\n".join(f"- {item}" for item in items)]))
+    return [(key, "\n\n".join(parts)) for key, parts in sections if parts]
+
+
+def summary_markdown(col: Collection) -> str:
+    return "\n\n".join(text for _, text in summary_sections(col)) + "\n"
 
 
 def _not_counted(col: Collection) -> str:

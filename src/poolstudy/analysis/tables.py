@@ -12,6 +12,7 @@ import pandas as pd
 
 from poolstudy.analysis.cells import show_value
 from poolstudy.analysis.hpo import Study
+from poolstudy.analysis.metric_compare import MetricComparison
 from poolstudy.analysis.records import STATE_NAMES, STATES, Job
 from poolstudy.analysis.stats import Spread
 from poolstudy.analysis.summary import INVARIANCE_KEYS, CellSummary, Summary
@@ -302,3 +303,36 @@ def detail_latex(summary: Summary) -> str:
                f"{latex_escape(summary.baseline)}: $n$ finished/expected seeds, 95\\% Student-t interval, "
                "difference in percentage points, Hedges' $g$, raw and Holm-adjusted $p$-values.")
     return _styler_latex(pd.DataFrame.from_records(records), caption, "tab:poolstudy-detail", "ll" + "r" * 9)
+
+
+# ---------------------------------------------------------------- two metrics side by side ------------
+
+def _side(row: CellSummary) -> list[str]:
+    c = row.comparison
+    mean = pct_pm(row.metric)
+    return [f"**{mean}**" if row.best else mean,
+            signed(100 * c.diff) if c else DASH,
+            pvalue(row.p_welch_holm) if c else DASH,
+            verdict_mark(row) or row.verdict]
+
+
+def metric_comparison_markdown(comparison: MetricComparison) -> str:
+    """Per dataset and variant both metrics with their tests, the sign flip and the paired change; then per
+    dataset the ranking under each metric."""
+    first, second = (metric_title(m) for m in comparison.metrics)
+    headers = ["dataset", "variant", f"{first} %", "Δ (pp)", "p Welch (Holm)", "verdict",
+               f"{second} %", "Δ (pp)", "p Welch (Holm)", "verdict", "Δ changes sign",
+               f"{second} − {first} (pp, paired)"]
+    body = []
+    for row in comparison.rows:
+        flips = row.sign_flips
+        change = row.change
+        body.append([panel_name(row.first.cell.panel), row.first.label, *_side(row.first), *_side(row.second),
+                     DASH if flips is None else ("yes" if flips else "no"),
+                     DASH if change.n == 0 else (signed(100 * change.mean) if change.n == 1 else
+                                                 f"{signed(100 * change.mean)} ± {100 * change.std:.2f}")])
+    ranking = [[panel_name(k.panel), " > ".join(k.first) or DASH, " > ".join(k.second) or DASH,
+                "yes" if k.flips else "no"] for k in comparison.rankings]
+    return (markdown_table(headers, body) + "\n\n"
+            + markdown_table(["dataset", f"ranking by {first} (mean)", f"ranking by {second} (mean)", "ranking changes"],
+                             ranking))
