@@ -101,8 +101,9 @@ def test_bad_compare_metrics_is_one_clear_error(jobs, capsys, value):
 
 def test_fill_missing_places_old_snapshots_and_says_so(tmp_path):
     # two jobs recorded before model.dropout_position existed, two after, one with the new option
-    write_job(tmp_path / "runs" / "old0", "maxpool", "mnist", 0, 0.990)
-    write_job(tmp_path / "runs" / "old1", "maxpool", "mnist", 1, 0.992)
+    # (seeds 2 and 3: a seed counts once per cell, so the old jobs must be other seeds to add replicates)
+    write_job(tmp_path / "runs" / "old0", "maxpool", "mnist", 2, 0.990)
+    write_job(tmp_path / "runs" / "old1", "maxpool", "mnist", 3, 0.992)
     for seed, acc in enumerate((0.991, 0.993)):
         write_job(tmp_path / "runs" / f"new{seed}", "maxpool", "mnist", seed, acc,
                   config={"model.dropout_position": "before_bn"})

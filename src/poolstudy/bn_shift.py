@@ -158,10 +158,12 @@ def train(overrides: list[str], workdir: Path) -> str:
 
 def job_folders(paths: list[str]) -> list[Path]:
     warnings = Warnings()
-    jobs, _ = discover(paths, warnings)
+    found = discover(paths, warnings)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
-    return [Path(job.path) for job in jobs if job.status == "complete"]
+    for folder in found.skipped:
+        print(f"warning: {folder.path}: skipped: {folder.reason}", file=sys.stderr)
+    return [Path(job.path) for job in found.jobs if job.status == "complete"]
 
 
 def main(argv: list[str] | None = None) -> int:
