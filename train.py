@@ -35,6 +35,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt as exc:  # a job has printed where it stopped; elsewhere say it here
         if not isinstance(exc, JobInterrupted):
             running = multirun.current()
-            print("interrupted" + (f"; each job stopped where its line above says. Resume the multirun with: "
-                                   f"{running.resume}" if running else ""), file=sys.stderr)
+            print("interrupted" + (f". Resume the multirun with: {running.resume}" if running else ""),
+                  file=sys.stderr)
         sys.exit(exit_code(exc))

@@ -42,7 +42,7 @@ from poolstudy.errors import PoolStudyError, TrainingDivergedError
 from poolstudy.jobs import multirun
 from poolstudy.jobs.folder import CHECKPOINT_FILE, STATUS_FILE, JobFolderError, prepare
 from poolstudy.jobs.interrupt import (JobInterrupted, JobProgress, LauncherGone, cause_of, exit_code,
-                                      main_process_command)
+                                      handle_sigterm, main_process_command)
 from poolstudy.jobs.lock import FolderBusyError, JobLock
 from poolstudy.training.run import train_and_evaluate
 from poolstudy.utils.io import NoSpaceError, atomic_write_json
@@ -162,6 +162,7 @@ def run_job(cfg: DictConfig) -> float | None:
     HPO sweep stops and its sweeper sees the KeyboardInterrupt.
     """
     job = _Job(cfg)
+    handle_sigterm()  # also in launcher workers (joblib); submitit installs its own handler, which stays
     _share_cores(cfg, job.hydra_cfg)
     progress = JobProgress(epochs=int(job.epochs) if isinstance(job.epochs, int) else 0)
     watch = multirun.LauncherWatch(str(job.hydra_cfg.launcher.get("_target_", "")))

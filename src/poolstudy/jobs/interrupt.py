@@ -14,6 +14,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,12 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 def handle_sigterm() -> None:
-    """In the main process of train.py: SIGTERM (kill, timeout, a scheduler) stops like Ctrl-C."""
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    """SIGTERM (kill, timeout, a launcher stopping its workers) stops a job like Ctrl-C.
+
+    Only where SIGTERM has its default action and only from the main thread: submitit installs
+    its own handler (to requeue preempted SLURM jobs), which is left alone.
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _raise_terminated)
 
 
@@ -89,8 +94,8 @@ class JobProgress:
             return "no epoch had finished, so there is no checkpoint and a re-run starts from epoch 1"
         if self.saved_epoch >= self.epochs:
             return f"checkpoint.pt holds all {self.epochs} epochs, so a re-run only evaluates"
-        return (f"checkpoint.pt holds epochs 1-{self.saved_epoch} of {self.epochs}, so a re-run continues with "
-                f"epoch {self.saved_epoch + 1}")
+        held = f"epochs 1-{self.saved_epoch}" if self.saved_epoch > 1 else "epoch 1"
+        return f"checkpoint.pt holds {held} of {self.epochs}, so a re-run continues with epoch {self.saved_epoch + 1}"
 
     def record(self) -> dict[str, Any]:
         return {"phase": self.phase, "epoch": self.epoch, "epochs": self.epochs, "checkpoint_epoch": self.saved_epoch}

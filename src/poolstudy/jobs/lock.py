@@ -47,8 +47,8 @@ class JobLock:
             record = {}
         if not isinstance(record, dict) or "pid" not in record:
             return "another process (it has not recorded its PID yet)"
-        since = f", since {record['since']}" if record.get("since") else ""
-        return f"PID {record['pid']} on host {record.get('host', '?')}{since}"
+        since = f", running since {record['since']}" if record.get("since") else ""
+        return f"process {record['pid']} on host {record.get('host', '?')}{since}"
 
     def acquire(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -59,8 +59,8 @@ class JobLock:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise FolderBusyError(
-                    f"{self.folder} is in use: {self.holder()} is running this job there (it holds "
-                    f"{self.path.name}), and two processes must never train one job folder at once. Nothing was "
+                    f"{self.folder} is in use by {self.holder()} (it holds {self.path.name}); two processes must "
+                    "never train one job folder at once. Nothing was "
                     "written. Wait for it to finish (a re-run then reuses or resumes its results) or stop that "
                     "process; the lock is released as soon as it ends.") from None
             if exc.errno in _UNSUPPORTED:
