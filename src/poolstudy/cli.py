@@ -116,9 +116,12 @@ class _Job:
             return info.resume
         return main_process_command(self.multirun, str(self.folder))
 
-    def stop(self, status: str, message: str, code: int) -> None:
-        """End a job that did not finish: one message, then exit (single run) or go on (multirun)."""
-        self.report(status, message)
+    def stop(self, status: str, message: str, code: int, reason: str | None = None) -> None:
+        """End a job that did not finish: one message, then exit (single run) or go on (multirun).
+
+        ``reason`` is the gist for the multirun's summary (default: the message).
+        """
+        self.report(status, reason or message)
         if not self.multirun:
             print(f"error: {message}", file=sys.stderr)
             sys.exit(code)
@@ -207,5 +210,5 @@ def run_job(cfg: DictConfig) -> float | None:
         note = job.write_status({"status": "failed", "error": error})
         _to_log_file(logging.ERROR, f"failed with an unexpected error: {error}", exc)
         job.stop("failed", f"the job in {job.folder} failed with an unexpected error, {error}. It is recorded in "
-                 f"{STATUS_FILE}; the traceback is in {job.folder / 'train.log'}{note}.", 1)
+                 f"{STATUS_FILE}; the traceback is in {job.folder / 'train.log'}{note}.", 1, error)
         return None

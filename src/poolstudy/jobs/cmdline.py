@@ -29,7 +29,7 @@ _PARAMS = re.compile(r"^[+~]*hydra\.sweeper\.params(\.|=)")
 def _args(argv: list[str]):
     from hydra._internal.utils import get_args_parser
 
-    return get_args_parser().parse_args(argv[1:])
+    return get_args_parser().parse_intermixed_args(argv[1:])  # overrides on both sides of a flag
 
 
 @contextmanager
