@@ -38,3 +38,7 @@ if __name__ == "__main__":
             print("interrupted" + (f". Resume the multirun with: {running.resume}" if running else ""),
                   file=sys.stderr)
         sys.exit(exit_code(exc))
+    finally:  # a multirun that did not reach its end leaves no outcome ledger behind
+        running = multirun.current()
+        if running is not None:
+            multirun.finish(running)

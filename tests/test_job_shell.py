@@ -103,12 +103,7 @@ def test_single_run_into_a_folder_of_another_configuration(env, tmp_path):
     moved = train(env, "model=avgpool", *QUICK, suggested)  # the suggestion works when typed
     assert moved.returncode == 0, moved.stderr[-3000:]
     assert metrics(Path(f"{run}-2"))["model"]["downsample"]["type"] == "avgpool"
-
-    same = train(env, "model=maxpool", *QUICK[:-1], "trainer.threads=2", f"hydra.run.dir={run}")
-    assert same.returncode == 0, same.stderr[-3000:]
-    assert "already holds a complete metrics.json made with this configuration" in same.stdout
-    assert {k: v for k, v in files(run).items() if k != "train.log"} == \
-        {k: v for k, v in before.items() if k != "train.log"}
+    # the same configuration reusing its results: tests/test_job_folder.py and tests/test_resume.py
 
 
 @pytest.mark.slow
@@ -237,23 +232,8 @@ def test_jobs_stop_when_their_launcher_dies(env, tmp_path, launcher, sig):
 # ------------------------------------------------------------------ one process per job folder
 
 @pytest.mark.slow
-def test_a_second_process_on_a_running_jobs_folder_is_refused(env, tmp_path):
-    run = tmp_path / "run"
-    first = start(env, *LONG, "trainer.epochs=40", f"hydra.run.dir={run}")
-    try:
-        wait_for(lambda: (run / "checkpoint.pt").exists(), what="the first checkpoint")
-        second = train(env, *LONG, "trainer.epochs=40", f"hydra.run.dir={run}")
-        assert second.returncode == 2 and "Traceback" not in second.stderr
-        assert second.stderr.strip().startswith(f"error: {run} is in use by process {first.pid} on host ")
-        assert "two processes must never train one job folder at once. Nothing was written." in second.stderr
-    finally:
-        first.send_signal(signal.SIGINT)
-        first.communicate(timeout=120)
-    assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
-
-
-@pytest.mark.slow
 def test_two_identical_multiruns_into_one_sweep_dir_train_each_job_once(env, tmp_path):
+    """Each job folder is trained by one process; the other is refused with the holder's PID and goes on."""
     sweep = tmp_path / "sweep"
     args = ["-m", "seed=0,1,2", *LONG, "trainer.epochs=2", f"hydra.sweep.dir={sweep}"]
     a, b = start(env, *args), start(env, *args)

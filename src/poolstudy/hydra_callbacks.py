@@ -65,13 +65,24 @@ class ConfigEnvCheck(Callback):
         self._check(config)
 
 
+def _stop_if_hydra_writes_the_snapshot(config: DictConfig) -> None:
+    subdir = config.hydra.get("output_subdir")
+    if subdir is not None:
+        _stop(f"hydra.output_subdir = {subdir!r}: poolstudy writes each job's snapshot to .hydra itself, after "
+              "checking that the folder holds no other configuration's results; Hydra would write it before that "
+              "check. Leave hydra.output_subdir null (drop the override).")
+
+
 class OutputFolderCheck(Callback):
-    """Stops a run whose output folder (hydra.run.dir / hydra.sweep.dir) cannot be written."""
+    """Stops a run whose output folder (hydra.run.dir / hydra.sweep.dir) cannot be written, or whose
+    snapshot Hydra would write before the job-folder check (hydra.output_subdir set)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _stop_if_hydra_writes_the_snapshot(config)
         _stop_unless_writable("hydra.run.dir", config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _stop_if_hydra_writes_the_snapshot(config)
         _stop_unless_writable("hydra.sweep.dir", config.hydra.sweep.dir)
 
 

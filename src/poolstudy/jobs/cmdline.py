@@ -52,9 +52,9 @@ def _multirun_master(hydra, config_name: str, overrides: list[str]):
 
 
 def wants_jobs_shown(argv: list[str]) -> bool:
-    args = set(argv[1:])
-    return bool(args & MULTIRUN_FLAGS) and (bool(args & SHOW_FLAGS) or any(a.startswith("--cfg=") for a in args)
-                                            or bool(args & {"--info", "-i", "--run", "-r"}))
+    """-m together with --cfg (or --info, --run, which Hydra refuses with a traceback)."""
+    flags = {a.split("=", 1)[0] for a in argv[1:] if a.startswith("-")}
+    return bool(flags & MULTIRUN_FLAGS) and bool(flags & (SHOW_FLAGS | {"--info", "-i", "--run", "-r"}))
 
 
 def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> int:

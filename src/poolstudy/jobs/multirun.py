@@ -45,13 +45,15 @@ class Multirun:
     host: str
     pid: int
     resume: str      # the command that re-runs (and so resumes) this multirun
+    made_sweep_dir: bool = False  # the sweep dir did not exist before: removed again if nothing else lands there
 
 
 def start(sweep_dir: str | os.PathLike, resume: str) -> Multirun:
     """Called in the launching process before any job starts; exports the record to the jobs."""
     sweep = Path(sweep_dir).absolute()
     ledger = sweep / LEDGER_DIR / f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
-    info = Multirun(str(sweep), str(ledger), socket.gethostname(), os.getpid(), resume)
+    info = Multirun(str(sweep), str(ledger), socket.gethostname(), os.getpid(), resume, not sweep.exists())
+    ledger.mkdir(parents=True, exist_ok=True)
     os.environ[ENV] = json.dumps(asdict(info))
     return info
 
@@ -78,7 +80,7 @@ def of_job(job_dir: str | os.PathLike) -> Multirun | None:
 def record(job_dir: str | os.PathLike, job_num: Any, status: str, reason: str = "") -> None:
     """Report a job's end to its multirun's launching process (no-op outside a multirun)."""
     info = of_job(job_dir)
-    if info is None:
+    if info is None or not Path(info.ledger).is_dir():  # no multirun, or its launcher has already finished
         return
     entry = {"folder": str(Path(job_dir).absolute()), "num": job_num, "status": status, "reason": reason}
     try:
@@ -97,10 +99,11 @@ def finish(info: Multirun) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     shutil.rmtree(ledger, ignore_errors=True)
-    try:
-        ledger.parent.rmdir()  # only when no other multirun is using the sweep dir
-    except OSError:
-        pass
+    for folder in (ledger.parent, Path(info.sweep_dir)) if info.made_sweep_dir else (ledger.parent,):
+        try:
+            folder.rmdir()  # only when empty: no other multirun's ledger, no job (a sweep stopped before any)
+        except OSError:
+            break
     if os.environ.get(ENV) == json.dumps(asdict(info)):
         del os.environ[ENV]
     return sorted(entries, key=lambda e: (not isinstance(e.get("num"), int), e.get("num") or 0, e["folder"]))
