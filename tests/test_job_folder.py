@@ -116,6 +116,20 @@ def test_checkpoint_or_failure_of_another_configuration_is_refused_too(job, tmp_
     with pytest.raises(JobFolderError, match="already holds checkpoint.pt of another configuration.*seed: 0 -> 1"):
         prepare(folder, job(folder, "seed=1"))
     (folder / "checkpoint.pt").unlink()
+    # without a snapshot the checkpoint's own record of its configuration decides
+    import torch
+
+    from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    JobCheckpoint(folder, job(folder, "seed=0")).save(model, optimizer, None, torch.Generator(), TrainingProgress(1))
+    (folder / ".hydra" / "config.yaml").unlink()
+    with pytest.raises(JobFolderError, match="holds a checkpoint.pt of another configuration.*seed: 0 -> 1"):
+        prepare(folder, job(folder, "seed=1"))
+    assert not (folder / ".hydra" / "config.yaml").exists()
+    (folder / "checkpoint.pt").unlink()
+    assert prepare(folder, job(folder, "seed=0")) is None  # an empty folder again, with seed 0's snapshot
     (folder / "status.json").write_text('{"status": "failed", "error": "diverged"}')
     with pytest.raises(JobFolderError, match="already holds status.json"):
         prepare(folder, job(folder, "seed=1"))

@@ -288,3 +288,24 @@ def test_multirun_with_cfg_prints_every_jobs_config(env, tmp_path):
     assert [c["model"]["downsample"]["type"] for c in configs] == ["maxpool", "strided"]
     assert [c["seed"] for c in configs] == [3, 3] and "hydra" not in configs[0]
     assert not (tmp_path / "s").exists()  # nothing ran
+
+
+@pytest.mark.slow
+def test_both_forms_suggested_for_a_search_space_without_hparams_search_work(env, tmp_path):
+    refused = train(env, "-m", "hydra.sweeper.params={seed:'0,1'}", *QUICK, f"hydra.sweep.dir={tmp_path / 'no'}")
+    assert refused.returncode == 2 and not (tmp_path / "no").exists()
+    hpo = re.search(r"\(python train\.py -m (hparams_search=optuna \"\+hydra\.sweeper\.params=\{seed:'0,1'\}\") \.\.\.\)",
+                    refused.stderr).group(1)
+    grid = re.search(r"give the values directly instead: (\S+)\.$", refused.stderr.strip()).group(1)
+    assert grid == "seed=0,1"
+
+    sweep = tmp_path / "hpo"
+    searched = train(env, "-m", *shlex.split(hpo), "hydra.sweeper.n_trials=1", "hydra.sweeper.final_seeds=0", *QUICK,
+                     f"hydra.sweep.dir={sweep}")
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    trial = sweep / "lenet-maxpool-shapes" / "trials" / "0"
+    assert metrics(trial)["status"] == "complete" and metrics(trial)["seed"] in (0, 1)
+
+    shown = train(env, "-m", grid, *QUICK, "--cfg", "job")  # the grid: two jobs, seeds 0 and 1
+    assert shown.returncode == 0 and re.findall(r"^# job (\d) of 2: (seed=\d)$", shown.stdout, flags=re.M) == [
+        ("0", "seed=0"), ("1", "seed=1")]

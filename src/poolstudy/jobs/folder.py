@@ -146,6 +146,16 @@ def _unusable_metrics(path: Path) -> str | None:
     return None
 
 
+def _checkpoint_identity(folder: Path) -> dict[str, Any] | None:
+    """The identity recorded in the folder's checkpoint (None when unreadable: it is not resumed then)."""
+    try:
+        import torch
+
+        return torch.load(folder / CHECKPOINT_FILE, map_location="cpu", weights_only=True)["identity"]
+    except Exception:
+        return None
+
+
 def _refuse(folder: Path, what: str, todo: str) -> JobFolderError:
     return JobFolderError(f"{folder} {what}. Nothing was written there. {todo}")
 
@@ -184,6 +194,11 @@ def prepare(folder: Path, cfg: DictConfig) -> dict | None:
     elif METRICS_FILE in results:
         raise _refuse(folder, f"holds a {METRICS_FILE} but no {CONFIG_SNAPSHOT}, so nobody can tell which "
                       "configuration made it", move)
+    elif CHECKPOINT_FILE in results:  # no snapshot: the checkpoint records its own configuration
+        diffs = differences(_checkpoint_identity(folder) or new, new)
+        if diffs:
+            raise _refuse(folder, f"holds a {CHECKPOINT_FILE} of another configuration; this run differs in "
+                          f"{describe(diffs)}", move)
 
     done = finished_metrics(folder)
     if done is not None:
