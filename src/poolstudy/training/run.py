@@ -35,6 +35,7 @@ from poolstudy.utils.stopwatch import PhaseStopwatch
 
 log = logging.getLogger(__name__)
 
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
