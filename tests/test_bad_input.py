@@ -68,6 +68,18 @@ def _file_in_the_way(tmp: Path) -> None:
     (tmp / "taken").write_text("a file where the output folder should go\n")
 
 
+def _failed_maxpool_job(tmp: Path) -> None:
+    """<tmp>/done: the folder of a max-pool job that failed (a result: its status.json), as train.py leaves it."""
+    from omegaconf import OmegaConf
+
+    from conftest import compose
+
+    cfg = compose(["model=maxpool", *QUICK], data_dir=tmp / "data", cache=tmp / "cache")
+    (tmp / "done" / ".hydra").mkdir(parents=True)
+    (tmp / "done" / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (tmp / "done" / "status.json").write_text('{"status": "failed", "error": "training loss became nan"}\n')
+
+
 @dataclass
 class Case:
     name: str
@@ -127,6 +139,28 @@ CASES = [
     Case("storage URL with a password", [*HPO, f"hydra.sweeper.storage=postgresql://bob:{SECRET}@127.0.0.1:9/hpo"],
          ["hydra.sweeper.storage = 'postgresql://bob:***@127.0.0.1:9/hpo' contains a password", "PGPASSWORD",
           "${oc.env:"]),
+    Case("storage password variable not set",
+         [*HPO, "hydra.sweeper.storage=postgresql://bob:${oc.env:POOLSTUDY_DB_PASSWORD}@127.0.0.1:9/hpo"],
+         ["hydra.sweeper.storage uses ${oc.env:POOLSTUDY_DB_PASSWORD}", "POOLSTUDY_DB_PASSWORD is not set"]),
+    Case("environment variable not set", ["seed=${oc.env:POOLSTUDY_UNSET_VARIABLE}"],
+         ["seed uses ${oc.env:POOLSTUDY_UNSET_VARIABLE}", "export POOLSTUDY_UNSET_VARIABLE=",
+          "${oc.env:POOLSTUDY_UNSET_VARIABLE,<default>}"]),
+    Case("repeated sweep values", ["-m", "model=maxpool,maxpool,strided,strided,strided"],
+         ["model=maxpool,maxpool,strided,strided,strided repeats values (maxpool 2 times, strided 3 times)",
+          "Give each value once, model=maxpool,strided", "seed=0,1,2"]),
+    Case("sweep over a setting outside the job identity", ["-m", "trainer.threads=1,2"],
+         ["trainer.threads=1,2 sweeps a setting that does not change a job's result", "trainer.threads=1"]),
+    Case("sweep key given twice", ["-m", "seed=0,1", "seed=2"],
+         ["seed is given twice (seed=0,1 and seed=2)", "Give it once, with all its values in one list"]),
+    Case("search space without hparams_search", ["-m", "hydra.sweeper.params={seed:'0,1'}"],
+         ["hydra.sweeper.params={seed:'0,1'} is a search space, which needs the HPO sweeper",
+          "python train.py -m hparams_search=optuna \"+hydra.sweeper.params={seed:'0,1'}\"",
+          "give the values directly instead: seed=0,1"]),
+    Case("--info with -m", ["-m", "--info=config"], ["--info does not combine with -m", "--cfg job"]),
+    Case("folder of another configuration", ["model=avgpool", "hydra.run.dir=<tmp>/done"],
+         ["<tmp>/done already holds status.json of another configuration; this run differs in "
+          "model.downsample.type: 'maxpool' -> 'avgpool'", "hydra.run.dir=<tmp>/done-2"],
+         prepare_tmp=_failed_maxpool_job),
 ]
 
 _results: dict[str, tuple[str, int, str]] = {}
@@ -166,6 +200,7 @@ def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
         args.append(f"hydra.{'sweep' if '-m' in args else 'run'}.dir={tmp_path / 'out'}")
     env = {**os.environ, "POOLSTUDY_DATA": str(tmp_path / case.data), "POOLSTUDY_CACHE": str(tmp_path / "cache")}
     env.pop("HYDRA_FULL_ERROR", None)
+    env.pop("POOLSTUDY_DB_PASSWORD", None)
     flags, overrides = [a for a in args if a.startswith("-")], [a for a in args if not a.startswith("-")]
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags, *QUICK, *overrides], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -185,7 +220,8 @@ def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
     # the password is neither printed nor saved
     assert SECRET not in output
     assert not [p for p in written if SECRET.encode() in p.read_bytes()]
-    if "storage" in case.name or "unwritable" in case.name:  # stopped before any job folder exists
+    if any(word in case.name for word in ("storage", "unwritable", "sweep", "variable", "search", "-m")):
+        # stopped before any job folder exists
         assert not (tmp_path / "out").exists() and not (tmp_path / "taken").is_dir()
 
     command = "python train.py " + " ".join(shlex.quote(_normalise(a, tmp_path)) for a in case.args)

@@ -161,8 +161,10 @@ def test_checkpoint_round_trip_restores_every_state(tmp_path):
     assert (tmp_path / CHECKPOINT_FILE).exists()  # keep: true
 
 
-def test_checkpoint_of_another_config_or_unreadable_is_not_resumed(tmp_path, caplog):
+def test_checkpoint_of_another_config_is_refused_and_an_unreadable_one_not_resumed(tmp_path):
     from omegaconf import OmegaConf
+
+    from poolstudy.jobs.folder import JobFolderError
 
     cfg = OmegaConf.create({"seed": 0, "optimizer": {"lr": 0.1}, "data_dir": "/a", "checkpoint": {"enabled": True}})
     state = _tiny_setup(0)
@@ -170,8 +172,11 @@ def test_checkpoint_of_another_config_or_unreadable_is_not_resumed(tmp_path, cap
     moved = OmegaConf.merge(cfg, {"data_dir": "/elsewhere"})  # where data is read from does not matter
     assert JobCheckpoint(tmp_path, moved).restore(*_tiny_setup(0)).epoch == 2
     changed = OmegaConf.merge(cfg, {"optimizer": {"lr": 0.2}})
-    assert JobCheckpoint(tmp_path, changed).restore(*_tiny_setup(0)).epoch == 0
-    assert "different configuration (optimizer.lr)" in caplog.text
+    saved = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(JobFolderError, match=r"written by a different configuration than this run's "
+                                             r"\(optimizer.lr: 0.1 -> 0.2\)"):
+        JobCheckpoint(tmp_path, changed).restore(*_tiny_setup(0))
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == saved  # neither resumed nor overwritten
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"torn")
     assert JobCheckpoint(tmp_path, cfg).restore(*_tiny_setup(0)).epoch == 0
     JobCheckpoint(tmp_path, cfg).finish()

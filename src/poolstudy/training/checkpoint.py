@@ -7,6 +7,9 @@ time spent. Restoring all of it before the next epoch makes a resumed CPU run bi
 to one that was never interrupted. The file is replaced atomically (write, then rename), so a
 kill at any moment leaves the previous epoch's checkpoint or the new one, never a torn file.
 
+A checkpoint written by another configuration (``poolstudy.jobs.identity``) is neither resumed nor
+overwritten: restoring it raises JobFolderError.
+
 Once ``metrics.json`` is written the checkpoint is deleted unless ``checkpoint.keep`` is
 true: a finished job is never trained again, so keeping it only costs disk space.
 """
@@ -22,19 +25,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from poolstudy.jobs.identity import RESUME_IGNORES, describe, differences, run_identity  # noqa: F401 (re-exported)
+from poolstudy.jobs.folder import JobFolderError
 from poolstudy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
-
-# Keys that may change between the killed run and its resumption without changing the result
-# (where data is read from, console output, thread count, how the sweeper reaches its storage).
-RESUME_IGNORES = ("data_dir", "cache_dir", "trainer.progress", "trainer.threads", "trainer.device", "hpo.storage",
-                  "checkpoint")
 
 
 @dataclass
@@ -45,21 +45,6 @@ class TrainingProgress:
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: node}
-
-
-def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config entries that determine the training result, flattened to dotted keys."""
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in RESUME_IGNORES)}
 
 
 def _rng_states() -> dict[str, Any]:
@@ -110,15 +95,17 @@ class JobCheckpoint:
             if state.get("format") != FORMAT_VERSION:
                 raise ValueError(f"format {state.get('format')!r}, expected {FORMAT_VERSION}")
         except Exception as exc:  # unreadable: losing the progress is better than refusing to run
-            log.warning("Ignoring %s, which cannot be read (%s); training from the start.", self.path,
+            log.warning("Ignoring %s, which cannot be read (%s); training from the start (the file is replaced "
+                        "at the end of the first epoch).", self.path,
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return TrainingProgress()
-        changed = sorted(k for k in self.identity.keys() | state["identity"].keys()
-                         if self.identity.get(k) != state["identity"].get(k))
-        if changed:
-            log.warning("%s was written by a different configuration (%s); training from the start.",
-                        self.path, ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else ""))
-            return TrainingProgress()
+        changed = differences(state["identity"], self.identity)
+        if changed:  # resuming would mix two configurations; starting over would destroy the other's progress
+            raise JobFolderError(
+                f"{self.path} was written by a different configuration than this run's ({describe(changed)}): "
+                f"resuming would mix two configurations, starting over would destroy its progress. Nothing was "
+                f"changed. Move {self.path.name} aside to train this configuration from the start there, or run it "
+                f"in another folder.")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:

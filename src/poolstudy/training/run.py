@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -21,6 +20,8 @@ from poolstudy.analysis.invariance import invariance_metrics
 from poolstudy.config_checks import check_config
 from poolstudy.data import load_splits
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobs.folder import METRICS_FILE, finished_metrics  # noqa: F401 (finished_metrics: the HPO sweeper's)
+from poolstudy.jobs.interrupt import JobProgress
 from poolstudy.models.summary import count_macs, count_params, format_summary, stage_sizes, trace_shapes
 from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
@@ -33,8 +34,6 @@ from poolstudy.utils.io import atomic_write_json
 from poolstudy.utils.stopwatch import PhaseStopwatch
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,18 +62,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def finished_metrics(out_dir: Path) -> dict | None:
-    """The metrics of a job that already completed in ``out_dir``, else None."""
-    path = out_dir / METRICS_FILE
-    if not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return metrics if metrics.get("status") == "complete" else None
-
-
 def build_model(cfg: DictConfig, in_channels: int, num_classes: int) -> torch.nn.Module:
     overrides = {}
     if cfg.model.get("in_channels") is None:
@@ -97,18 +84,18 @@ def _hpo_record(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 def train_and_evaluate(cfg: DictConfig, out_dir: Path,
-                       epoch_callback: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+                       epoch_callback: Callable[[int, float], None] | None = None,
+                       progress: JobProgress | None = None) -> dict[str, Any]:
     """Run one job and write ``out_dir/metrics.json``; returns the metrics.
 
-    ``epoch_callback(epoch, val_acc)`` is called after each epoch's validation (the HPO
-    sweeper's pruning hook); it may raise to stop the job.
+    The caller has made sure that ``out_dir`` may hold this job (``poolstudy.jobs.folder.prepare``,
+    under the folder's lock). ``epoch_callback(epoch, val_acc)`` is called after each epoch's
+    validation (the HPO sweeper's pruning hook); it may raise to stop the job. ``progress`` is kept
+    current (phase, epoch in progress, epochs in the checkpoint) for the report of an interrupted job.
     """
+    progress = progress if progress is not None else JobProgress(epochs=0)
     check_config(cfg)
-    done = finished_metrics(out_dir)
-    if done is not None:
-        log.info("%s already holds a complete %s; not training again.", out_dir, METRICS_FILE)
-        return done
-
+    progress.epochs = int(cfg.trainer.epochs)
     job_start = time.perf_counter()
     phases = PhaseStopwatch()
     trainer = cfg.trainer
@@ -119,9 +106,11 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     device = resolve_device(trainer.device)
     seed_everything(int(cfg.seed), bool(trainer.deterministic))
     phases.lap("setup")
+    progress.phase = "data"
 
     data = load_splits(cfg.dataset, cfg.data_dir, cfg.cache_dir).to(device)
     phases.lap("data")
+    progress.phase = "model"
     log.info("Data: %s; train %d / val %d / test %d images of %s, %d classes",
              data.source, len(data.train[1]), len(data.val[1]), len(data.test[1]),
              "x".join(map(str, data.image_shape)), data.num_classes)
@@ -142,17 +131,21 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     test_batches = data.batches("test", int(trainer.eval_batch_size), device)
     epochs = int(trainer.epochs)
     scheduler = build_scheduler(cfg.scheduler, optimizer, epochs, len(train_batches))
-    progress = None if trainer.progress == "auto" else bool(trainer.progress)
+    progress_bar = None if trainer.progress == "auto" else bool(trainer.progress)
 
     checkpoint = JobCheckpoint(out_dir, cfg)
+    progress.checkpoints = checkpoint.enabled
     done_so_far = checkpoint.restore(model, optimizer, scheduler, generator)  # epoch 0 unless resuming
+    progress.saved_epoch = done_so_far.epoch
     phases.lap("model")
     history = done_so_far.history
     train_seconds = done_so_far.train_seconds
     start = time.perf_counter() - done_so_far.wall_seconds
+    progress.phase = "training"
     for epoch in range(done_so_far.epoch + 1, epochs + 1):
+        progress.epoch = epoch
         lr = optimizer.param_groups[0]["lr"]
-        stats = train_epoch(model, train_batches, optimizer, scheduler, progress, desc=f"epoch {epoch}/{epochs}")
+        stats = train_epoch(model, train_batches, optimizer, scheduler, progress_bar, desc=f"epoch {epoch}/{epochs}")
         train_seconds += stats.seconds
         val_loss, val_acc = evaluate(model, val_batches)
         history.append({"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_loss": val_loss,
@@ -163,7 +156,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
             epoch_callback(epoch, val_acc)
         checkpoint.save(model, optimizer, scheduler, generator,
                         TrainingProgress(epoch, history, train_seconds, time.perf_counter() - start))
+        progress.saved_epoch = epoch if checkpoint.enabled else 0
     wall = time.perf_counter() - start
+    progress.phase = "evaluation"
     phases.lap("training")
 
     metrics: dict[str, Any] = {"status": "complete"}
@@ -209,5 +204,6 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     metrics["job_time_s"] = time.perf_counter() - job_start  # data, build, training, evaluation, probes
     metrics["time_breakdown_s"] = phases.seconds
     atomic_write_json(out_dir / METRICS_FILE, metrics)
+    progress.phase = "done"
     checkpoint.finish()
     return metrics

@@ -1,0 +1,133 @@
+"""Command lines that Hydra cannot compose or refuses with a traceback, handled before Hydra runs.
+
+``python train.py -m <sweep> --cfg job|hydra|all`` prints the config of every job of the
+multirun. Hydra itself refuses ``-m`` together with ``--cfg`` (with a traceback); a user who adds
+``--cfg`` to a multirun command wants to see what each job would run, so each job's config is
+printed as ``--cfg`` prints a single run's, after a ``# job <n> of <N>: <its overrides>`` line.
+The jobs are expanded as Hydra's basic sweeper expands them (command-line lists and a study
+file's ``hydra.sweeper.params``); under hparams_search=optuna these are the grid cells, shown
+with the search space's keys at their configured values (each trial replaces them).
+
+``hydra.sweeper.params`` typed on the command line under Hydra's basic sweeper (no
+hparams_search) fails to compose or runs as a grid; it is refused with the forms that work.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SHOW_FLAGS = {"--cfg", "-c"}
+MULTIRUN_FLAGS = {"--multirun", "-m"}
+_PARAMS = re.compile(r"^[+~]*hydra\.sweeper\.params(\.|=)")
+
+
+def _args(argv: list[str]):
+    from hydra._internal.utils import get_args_parser
+
+    return get_args_parser().parse_intermixed_args(argv[1:])  # overrides on both sides of a flag
+
+
+@contextmanager
+def _hydra(args, script_dir: Path) -> Iterator[Any]:
+    """The Hydra instance train.py would use (its config folder, or --config-path)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import initialize_config_dir
+
+    config_dir = Path(args.config_path) if args.config_path else script_dir / "conf"
+    if not config_dir.is_absolute():
+        config_dir = script_dir / config_dir
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3", job_name="train"):
+        yield GlobalHydra.instance().hydra
+
+
+def _multirun_master(hydra, config_name: str, overrides: list[str]):
+    from hydra.types import RunMode
+
+    return hydra.compose_config(config_name, overrides, run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+
+
+def wants_jobs_shown(argv: list[str]) -> bool:
+    """-m together with --cfg (or --info, --run, which Hydra refuses with a traceback)."""
+    flags = {a.split("=", 1)[0] for a in argv[1:] if a.startswith("-")}
+    return bool(flags & MULTIRUN_FLAGS) and bool(flags & (SHOW_FLAGS | {"--info", "-i", "--run", "-r"}))
+
+
+def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> int:
+    """Print each job's config (or one message); returns the exit status."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from poolstudy.jobs.sweep import grid_params
+
+    args = _args(argv)
+    if args.cfg is None:
+        flag = "--info" if args.info is not None else "--run"
+        print(f"error: {flag} does not combine with -m (--multirun): drop -m to get {flag} for one configuration, "
+              "or use -m with --cfg job to see the config of every job of the multirun.", file=sys.stderr)
+        return 2
+    if args.config_dir is not None:
+        print("error: --config-dir does not combine with -m --cfg here; give the folder with --config-path.",
+              file=sys.stderr)
+        return 2
+    config_name = args.config_name or default_config_name
+    try:
+        with _hydra(args, script_dir) as hydra:
+            master = _multirun_master(hydra, config_name, list(args.overrides))
+            task = [str(o) for o in master.hydra.overrides.task]
+            hydra_overrides = [str(o) for o in master.hydra.overrides.hydra]
+            parser = OverridesParser.create(config_loader=hydra.config_loader)
+            parsed = parser.parse_overrides([*grid_params(master), *task])
+            swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+            jobs = BasicSweeper.split_arguments(parsed, None)[0]
+            for n, job in enumerate(jobs):
+                shown = [o for o in job if o.split("=", 1)[0].lstrip("+~") in swept] or ["(no sweep)"]
+                print(f"{'' if n == 0 else chr(10)}# job {n} of {len(jobs)}: {' '.join(shown)}")
+                sys.stdout.flush()
+                hydra.show_cfg(config_name, [*hydra_overrides, *job], args.cfg, args.package, args.resolve)
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stdout = None
+        return 0
+    except Exception as exc:  # a composition error: Hydra's own message
+        print(f"error: {str(exc).strip()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def search_space_without_hpo(argv: list[str], script_dir: Path, default_config_name: str) -> str | None:
+    """The message for ``hydra.sweeper.params`` typed under the basic sweeper, or None."""
+    if not set(argv[1:]) & MULTIRUN_FLAGS or not any(_PARAMS.match(a) for a in argv[1:]):
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import QuotedString
+
+    from poolstudy.jobs.sweep import BASIC_SWEEPER, _plain
+
+    args = _args(argv)
+    typed = [o for o in args.overrides if _PARAMS.match(o)]
+    try:
+        with _hydra(args, script_dir) as hydra:
+            others = [o for o in args.overrides if not _PARAMS.match(o)]
+            sweeper = _multirun_master(hydra, args.config_name or default_config_name, others).hydra.sweeper
+    except Exception:  # Hydra reports its own composition errors
+        return None
+    if sweeper.get("_target_") != BASIC_SWEEPER:
+        return None
+    entries: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(typed):
+        key, value = override.key_or_group, override.value()
+        if isinstance(value, dict):
+            entries.update({k: _plain(v) for k, v in value.items()})
+        else:
+            text = override.input_line.split("=", 1)[1]
+            entries[key[len("hydra.sweeper.params."):]] = _plain(value) if isinstance(value, QuotedString) else text
+    quoted = "{" + ",".join(f"{k}:'{v}'" for k, v in entries.items()) + "}"
+    grid = [f"{k}={v}" for k, v in entries.items() if re.fullmatch(r"[^()'\"\s]+", str(v))]
+    grid_hint = (f" For a grid of jobs give the values directly instead: {' '.join(grid)}."
+                 if entries and len(grid) == len(entries) else "")
+    return (f"{' '.join(typed)} is a search space, which needs the HPO sweeper: add hparams_search=optuna "
+            f"(python train.py -m hparams_search=optuna \"+hydra.sweeper.params={quoted}\" ...).{grid_hint}")
