@@ -2,8 +2,8 @@
 
 Two runs with the same identity compute the same thing, so one may resume or reuse the other's
 checkpoint and metrics. Entries in RESUME_IGNORES may differ between them: where data is read
-from, console output, the thread count and device, how the sweeper reaches its storage and the
-checkpoint settings do not change what is computed (on CPU the thread count changes the last
+from and whether it may be downloaded, console output, the thread count and device, how the
+sweeper reaches its storage and the checkpoint settings do not change what is computed (on CPU the thread count changes the last
 bits of oneDNN's reductions; README "Reproducibility").
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-RESUME_IGNORES = ("data_dir", "cache_dir", "trainer.progress", "trainer.threads", "trainer.device", "hpo.storage",
-                  "checkpoint")
+RESUME_IGNORES = ("data_dir", "cache_dir", "dataset.download", "trainer.progress", "trainer.threads", "trainer.device",
+                  "hpo.storage", "checkpoint")
 
 ABSENT = object()  # a key one of two configurations does not have
 
