@@ -47,6 +47,8 @@ class NopPrunerConf:
 @dataclass
 class FairOptunaSweeperConf:
     _target_: str = "hydra_plugins.poolstudy_sweeper.sweeper.FairOptunaSweeper"
+    # the sweeper builds its samplers itself (one per trial, see poolstudy.hpo.sampling)
+    _recursive_: bool = False
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
     sampler: Any = MISSING
     pruner: Any = MISSING
@@ -60,12 +62,14 @@ class FairOptunaSweeperConf:
     max_failure_fraction: float = 0.5   # a study whose failed trials exceed this share of n_trials stops
     final_seeds: int = 5          # best parameters retrained with seeds 0..final_seeds-1, tested once
     extend: bool = False          # allow raising n_trials of existing studies
-    params: Optional[Dict[str, str]] = None
+    # search space; a key set to null is not searched ("++hydra.sweeper.params={model.dropout:null}")
+    params: Optional[Dict[str, Optional[str]]] = None
 
 
 cs = ConfigStore.instance()
 cs.store(group="hydra/sweeper", name="poolstudy_optuna", node=FairOptunaSweeperConf, provider="poolstudy")
-# replaces hydra-optuna-sweeper's "tpe" entry (this plugin is scanned after it)
+# replaces hydra-optuna-sweeper's "tpe" entry when this plugin is scanned after it (install order); the sweeper
+# drops the deprecated arguments that entry would pass otherwise (poolstudy.hpo.sampling)
 cs.store(group="hydra/sweeper/sampler", name="tpe", node=TPESamplerConf, provider="poolstudy")
 cs.store(group="hydra/sweeper/pruner", name="median", node=MedianPrunerConf, provider="poolstudy")
 cs.store(group="hydra/sweeper/pruner", name="hyperband", node=HyperbandPrunerConf, provider="poolstudy")
