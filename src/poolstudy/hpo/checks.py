@@ -152,17 +152,26 @@ def check_cells(compose: Compose, cells: list[list[str]], fixed: list[str], swep
         elif study_file and key in study_file[1]:
             grid_like[key] = f"a grid key of the study file +sweeps={study_file[0]}"
 
+    reasons: dict[tuple, str | None] = {}
+
+    def reason_for(plan: CellPlan, probe: Mapping[str, Any]) -> str | None:
+        key = (tuple(plan.cell), tuple(sorted((k, repr(v)) for k, v in probe.items())))
+        if key not in reasons:
+            reasons[key] = _probe_reason(compose, plan, fixed, probe)
+        return reasons[key]
+
     for plan in plans:
         for probe in probes({k: d for k, d in space.items() if k not in grid_like}):
-            reason = _probe_reason(compose, plan, fixed, probe)
+            probe = {k: v for k, v in probe.items() if k not in grid_like}  # some were found on the way
+            reason = reason_for(plan, probe)
             if reason is None:
                 continue
-            culprits = [(k, v, r) for k, v in probe.items() if (r := _probe_reason(compose, plan, fixed, {k: v}))]
+            culprits = [(k, v, r) for k, v in probe.items() if (r := reason_for(plan, {k: v}))]
             if not culprits:
                 raise PoolStudyError(
                     f"The search dimensions {', '.join(override_value(k, v) for k, v in probe.items())} together "
-                    f"do not fit {plan.label}: "
-                    f"{reason.removeprefix(_IDENTITY)}. Change the search space (hydra.sweeper.params).")
+                    f"do not fit {plan.label}: {reason.removeprefix(_IDENTITY)}. Change the search space "
+                    f"(hydra.sweeper.params).")
             for key, value, why in culprits:
                 if why.startswith(_IDENTITY):
                     grid_like[key] = why.removeprefix(_IDENTITY)
