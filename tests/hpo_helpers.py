@@ -71,9 +71,10 @@ def messages(stderr: str) -> list[str]:
 
 
 def suggested_command(message: str) -> list[str]:
-    """The command an error message suggests (``python train.py ...`` up to the end of its sentence)."""
-    match = re.search(r"(python \S*train\.py .*?)(?: ;|\.?$)", message)
-    assert match, f"no command in: {message}"
+    """The last command an error message suggests (``python train.py ...`` up to the end of its sentence)."""
+    starts = [m.start() for m in re.finditer(r"python \S*train\.py ", message)]
+    assert starts, f"no command in: {message}"
+    match = re.match(r"(python \S*train\.py .*?)(?: ;|\.?$)", message[starts[-1]:])
     args = shlex.split(match.group(1))
     assert args[0] == "python" and args[1].endswith("train.py"), args
     return args[2:]

@@ -16,7 +16,7 @@ from hydra.types import RunMode
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from conftest import CONF_DIR
-from hpo_helpers import files_under, load, messages, metrics, suggested_command, sweep_args, train
+from hpo_helpers import load, messages, sweep_args, train
 from poolstudy.errors import PoolStudyError
 from poolstudy.hpo.checks import check_cells, check_key_conflicts, probes
 from poolstudy.hpo.space import grid_cells, search_space
@@ -159,89 +159,12 @@ def test_a_damaged_or_foreign_sqlite_file_is_named(tmp_path):
         assert path.read_bytes() == before  # nothing changed
 
 
-# ---------------------------------------------------------------- real commands: each suggestion typed
-
-def refused(args, cache_dir, tmp_path):
-    """Run a command that must be refused: one message, exit 2, nothing written anywhere under tmp_path."""
-    before = files_under(tmp_path)
-    proc = train(args, cache_dir)
-    said = messages(proc.stderr)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert len(said) == 1 and said[0].startswith("error: "), said
-    assert files_under(tmp_path) == before and not (tmp_path / "hpo").exists()
-    return said[0]
+# ---------------------------------------------------------------- real commands
+# The refused commands and the commands their messages suggest, typed: tests/test_bad_input.py (HPO rows).
 
 
 def summary(sweep, name):
     return json.loads((sweep / name / "study_summary.json").read_text())
-
-
-def assert_trials_train_their_study(sweep, name):
-    s = summary(sweep, name)
-    assert s["study_name"] == name and name.startswith(f"{s['arch']}-{s['downsample']}-{s['dataset']}")
-    for job in sorted((sweep / name / "trials").iterdir()):
-        m = metrics(job)
-        assert (m["model"]["arch"], m["model"]["downsample"]["type"], m["dataset"]["name"]) == (
-            s["arch"], s["downsample"], s["dataset"])
-        assert m["hpo"]["study_name"] == name
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ["interval on the command line", "unknown search key", "grid key searched",
-                                  "fixed value searched", "study file", "variant searched", "empty search space",
-                                  "orphaned study folder"])
-def test_every_suggested_command_works_when_typed(case, tmp_path, cache_dir):
-    sweep = tmp_path / "hpo"
-    extra = {
-        "interval on the command line": ["optimizer.lr=interval(1e-4,1e-2)"],
-        "unknown search key": ["++hydra.sweeper.params={optimizer.learning_rate:'interval(1e-4,1e-2)'}"],
-        "grid key searched": ["optimizer=adam,sgd"],
-        "fixed value searched": ["optimizer.lr=0.01"],
-        "study file": ["+sweeps=seed_replication"],
-        "variant searched": ["++hydra.sweeper.params={model:'choice(maxpool,strided)'}"],
-        "empty search space": ["++hydra.sweeper.params={optimizer:null,optimizer.lr:null,optimizer.weight_decay:null,"
-                               "trainer.batch_size:null,model.dropout:null}"],
-        "orphaned study folder": [],
-    }[case]
-    if case == "orphaned study folder":  # trial folders of a study whose storage is gone
-        (sweep / "lenet-maxpool-shapes" / "trials" / "0").mkdir(parents=True)
-        before = files_under(tmp_path)
-        proc = train(sweep_args(sweep, n_trials=1), cache_dir)
-        assert proc.returncode == 2 and files_under(tmp_path) == before and not (sweep / "optuna.db").exists()
-        (message,) = messages(proc.stderr)
-        assert "holds trial folders of a study 'lenet-maxpool-shapes' that the storage" in message
-    else:
-        message = refused(sweep_args(sweep, *extra, n_trials=1), cache_dir, tmp_path)
-    fixed = suggested_command(message)
-    proc = train(fixed, cache_dir)
-    assert proc.returncode == 0, f"{message}\n{proc.stderr[-3000:]}"
-    if case == "orphaned study folder":
-        sweep = tmp_path / "hpo-2"
-    names = sorted(p.parent.name for p in sweep.glob("*/study_summary.json"))
-    for name in names:
-        assert_trials_train_their_study(sweep, name)
-    space = summary(sweep, names[0])["search_space"]
-    if case == "interval on the command line":
-        assert names == ["lenet-maxpool-shapes"]
-        assert space["optimizer.lr"]["attributes"] == {"low": 1e-4, "high": 1e-2, "log": False, "step": None}
-        assert set(space) == {"optimizer", "optimizer.lr", "optimizer.weight_decay", "trainer.batch_size",
-                              "model.dropout"}
-    elif case == "unknown search key":
-        assert "optimizer.learning_rate" not in space
-    elif case == "grid key searched":
-        assert names == ["lenet-maxpool-shapes-optimizeradam", "lenet-maxpool-shapes-optimizersgd"]
-        assert "optimizer" not in space
-        for name, expected in zip(names, ("Adam", "SGD")):
-            assert metrics(sweep / name / "trials" / "0")["optimizer"]["name"] == expected
-    elif case == "fixed value searched":
-        assert "optimizer.lr" not in space
-        assert metrics(sweep / names[0] / "trials" / "0")["optimizer"]["lr"] == 0.01
-    elif case in ("study file", "variant searched"):
-        assert names == ["lenet-maxpool-shapes", "lenet-strided-shapes"]
-        assert "model" not in space and "seed" not in space
-    elif case == "empty search space":
-        assert set(space) == {"optimizer.lr"}
 
 
 @pytest.mark.slow

@@ -22,7 +22,6 @@ way to derive independent streams from one seed).
 from __future__ import annotations
 
 import functools
-import logging
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,7 +37,6 @@ from optuna.trial import FrozenTrial, TrialState
 from poolstudy.errors import PoolStudyError
 from poolstudy.hpo.budget import discarded
 
-log = logging.getLogger(__name__)
 
 SEED_ATTR = "poolstudy_sampler_seed"  # the study's sampler seed (drawn at creation when none is configured)
 
