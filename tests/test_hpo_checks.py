@@ -157,6 +157,12 @@ def test_a_damaged_or_foreign_sqlite_file_is_named(tmp_path):
         assert f"The Optuna storage file {path} cannot be used" in str(err.value) and reason in str(err.value)
         assert f"mv {path} {path}.damaged" in str(err.value)
         assert path.read_bytes() == before  # nothing changed
+    journal = tmp_path / "journal.log"
+    journal.write_text("garbage\n{\"op_code\": 0}\n")  # (Optuna skips a torn last line, as after a crash)
+    with pytest.raises(PoolStudyError, match=rf"The Optuna journal file {journal} cannot be used: a line of it is not "
+                                             rf"an Optuna journal record"):
+        open_storage(f"journal:{journal}")
+    assert journal.read_text().startswith("garbage\n")
 
 
 # ---------------------------------------------------------------- real commands

@@ -267,3 +267,23 @@ def test_a_job_exiting_130_stops_the_sweep_and_marks_its_trial(tmp_path, cache_d
     study = load(sweep, STUDY)
     assert [(t.number, t.state, bool(t.user_attrs.get("interrupted"))) for t in study.trials] == [
         (0, TrialState.COMPLETE, False), (1, TrialState.FAIL, True)]
+
+
+def test_the_summary_table_never_pairs_another_trials_test_accuracy(tmp_path):
+    """A study_summary.json whose final runs retrained trial 0 while its best trial is 2 (as written before
+    stale finals were moved aside) gets no tuned test accuracy in hpo_summary.md."""
+    from poolstudy.hpo.summary import write_hpo_summary
+
+    base = {"status": "complete", "arch": "lenet", "downsample": "maxpool", "dataset": "shapes", "n_trials": 4,
+            "n_complete": 4, "n_pruned": 0, "n_failed": 0, "best_val_acc": 0.9}
+    stale = {**base, "study_name": "stale", "best_trial": 2,
+             "final": [{"seed": 0, "trial": 0, "val_acc": 0.8, "test_acc": 0.7}]}
+    fresh = {**base, "study_name": "fresh", "best_trial": 2,
+             "final": [{"seed": 0, "trial": 2, "val_acc": 0.9, "test_acc": 0.85}]}
+    for s in (stale, fresh):
+        (tmp_path / s["study_name"]).mkdir()
+        (tmp_path / s["study_name"] / "study_summary.json").write_text(json.dumps(s))
+    write_hpo_summary(tmp_path)
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in (tmp_path / "hpo_summary.md").read_text().splitlines()[2:]}
+    assert rows["stale"].endswith("| 2 | 90.00 | — (n=0) |")
+    assert rows["fresh"].endswith("| 2 | 90.00 | 85.00 (n=1) |")

@@ -79,8 +79,8 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database).expanduser()
 
 
-def damaged_storage_message(path: Path, reason: str) -> str:
-    return (f"The Optuna storage file {path} cannot be used: {reason}. It is damaged or not an Optuna database; "
+def damaged_storage_message(path: Path, reason: str, kind: str = "storage file") -> str:
+    return (f"The Optuna {kind} {path} cannot be used: {reason}. It is damaged or not an Optuna storage; "
             f"nothing in it was changed and nothing is deleted. Move it aside (mv {path} {path}.damaged) and either "
             f"restore it from a backup or start the search afresh in another folder (hydra.sweep.dir=...): "
             f"the job folders next to it belong to the studies it recorded.")
@@ -149,7 +149,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalFileBackend
 
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            try:
+                return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            except (ValueError, KeyError, TypeError) as exc:  # a log line that is not one of Optuna's records
+                raise PoolStudyError(damaged_storage_message(
+                    path, f"a line of it is not an Optuna journal record ({type(exc).__name__}: {exc})",
+                    kind="journal file")) from None
         parsed = make_url(url)
         engine_kwargs = {}
         if parsed.get_backend_name() == "sqlite":

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from poolstudy.hpo.budget import Budget
-from poolstudy.hpo.finals import best_trial, final_results
+from poolstudy.hpo.finals import best_trial, final_results, trial_of
 from poolstudy.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -49,6 +49,13 @@ def study_summary(study: optuna.Study, budget: Budget, settings: dict[str, Any],
     return summary
 
 
+def _final_trial(entry: dict[str, Any]) -> int | None:
+    """The trial a study_summary.json "final" entry retrained (summaries before "trial" was recorded: its folder)."""
+    if "trial" in entry:
+        return entry["trial"]
+    return trial_of(Path(entry["dir"])) if entry.get("dir") else None
+
+
 def write_hpo_summary(sweep_dir: Path) -> None:
     """One row per study found under ``sweep_dir``: tuned test accuracy mean ± std over the final seeds."""
     summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/study_summary.json"))]
@@ -57,7 +64,8 @@ def write_hpo_summary(sweep_dir: Path) -> None:
     rows = []
     for s in summaries:
         # never pair one trial's validation accuracy with another trial's test accuracy
-        finals = [f for f in s.get("final", []) if s.get("best_trial") is not None and f.get("trial") == s["best_trial"]]
+        finals = [f for f in s.get("final", []) if s.get("best_trial") is not None
+                  and _final_trial(f) == s["best_trial"]]
         tests = [f["test_acc"] for f in finals]
         rows.append({
             "study": s["study_name"], "arch": s.get("arch"), "downsample": s.get("downsample"),
