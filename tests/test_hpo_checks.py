@@ -28,13 +28,18 @@ RECIPE = {"optimizer": "choice(adam, sgd)", "optimizer.lr": "tag(log, interval(1
 
 
 @pytest.fixture(scope="module")
-def compose():
-    """The sweeper's composition of a job config (Hydra's config loader), in this process."""
+def loader():
+    """Hydra's config loader for the project's conf/, in this process."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
-        master = loader.load_configuration("config", ["hparams_search=optuna", "data_dir=/nowhere"],
-                                           run_mode=RunMode.MULTIRUN)
-        yield lambda overrides: loader.load_sweep_config(master, list(overrides))
+        yield GlobalHydra.instance().config_loader()
+
+
+@pytest.fixture(scope="module")
+def compose(loader):
+    """The sweeper's composition of a job config."""
+    master = loader.load_configuration("config", ["hparams_search=optuna", "data_dir=/nowhere"],
+                                       run_mode=RunMode.MULTIRUN)
+    return lambda overrides: loader.load_sweep_config(master, list(overrides))
 
 
 def plan(compose, params: dict, arguments: list[str], study_file=None):
@@ -190,3 +195,35 @@ def test_a_sweep_whose_study_stopped_exits_non_zero_with_a_summary(tmp_path, cac
     assert not (sweep / "lenet-maxpool-shapes" / "final").exists()
     assert "| lenet-maxpool-shapes | stopped: too many failures" in (sweep / "hpo_summary.md").read_text()
     assert [t.state for t in load(sweep, "lenet-maxpool-shapes").trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+@pytest.mark.parametrize("sampler, target", [(None, "TPESampler"), ("random", "RandomSampler"),
+                                             ("tpe", "TPESampler"), ("cmaes", "CmaEsSampler"),
+                                             ("grid", "GridSampler")])
+def test_the_recipe_works_with_every_sampler_seeded_and_without_warnings(loader, sampler, target):
+    """README: hydra/sweeper/sampler=random (any sampler) with the recipe. The recipe's own TPE
+    (poolstudy_tpe) does not depend on which plugin Hydra scans first, and every sampler gets the
+    study's seed, also grid, whose config has no seed key."""
+    import warnings
+
+    from omegaconf import OmegaConf
+
+    from poolstudy.hpo.sampling import sampler_factory
+
+    overrides = ["hparams_search=optuna"] + ([f"hydra/sweeper/sampler={sampler}"] if sampler else [])
+    cfg = loader.load_configuration("config", overrides, run_mode=RunMode.MULTIRUN)
+    sampler_cfg = OmegaConf.to_container(cfg.hydra.sweeper.sampler, resolve=True)
+    if sampler is None:
+        assert (sampler_cfg["seed"], sampler_cfg["n_startup_trials"], sampler_cfg["constant_liar"]) == (0, 5, False)
+    space = {"x": CategoricalDistribution(list(range(10))), "y": CategoricalDistribution([1, 2])}
+    factory = sampler_factory(sampler_cfg, space)
+
+    def first_draw(seed):
+        study = optuna.create_study(sampler=factory(seed))
+        return study.ask(space).params["x"]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert type(factory(7)).__name__ == target
+        assert first_draw(7) == first_draw(7)
+        assert len({first_draw(seed) for seed in range(1, 6)}) > 1

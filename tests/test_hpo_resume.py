@@ -76,6 +76,30 @@ def test_resumed_extended_and_interrupted_studies_propose_the_straight_sequence(
     assert len({(p["lr"], p["dropout"]) for p in straight}) == 8
 
 
+def test_a_grid_study_interrupted_and_resumed_visits_the_straight_sequence_and_every_point():
+    space = {"lr": CategoricalDistribution([0.1, 0.01, 0.001]), "batch": CategoricalDistribution([64, 128])}
+    cfg = {"_target_": "optuna.samplers.GridSampler", "_partial_": True}
+
+    def run(storage, n_counted, interrupt_at=None):
+        study = optuna.create_study(study_name="g", storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=TrialSeededSampler(sampler_factory(cfg, space), 5))
+        register_worker(study)
+        while len(counted(study)) < n_counted:
+            trial = study.ask(space)
+            if trial.number == interrupt_at:
+                trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{dead_pid()}")
+                assert reclaim_interrupted(study, storage) == 1
+                continue
+            study.tell(trial, trial.params["lr"])
+        return [tuple(t.params.values()) for t in counted(study)]
+
+    straight = run(InMemoryStorage(), 6)
+    storage = InMemoryStorage()
+    run(storage, 2)
+    resumed = run(storage, 6, interrupt_at=2)
+    assert resumed == straight and len(set(straight)) == 6  # every grid point once, in the same order
+
+
 def test_the_pre_fix_sampler_repeats_its_first_trials_after_a_restart(tmp_path):
     """What the per-trial seeding prevents: Optuna's seeded sampler, re-created by a resumed sweep,
     proposes its first trials again (the issue's symptom)."""

@@ -22,6 +22,7 @@ way to derive independent streams from one seed).
 from __future__ import annotations
 
 import functools
+import inspect
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,10 +41,13 @@ from poolstudy.hpo.budget import discarded
 
 SEED_ATTR = "poolstudy_sampler_seed"  # the study's sampler seed (drawn at creation when none is configured)
 
-# TPESampler arguments Optuna deprecates (FutureWarning when passed at all); hydra-optuna-sweeper's
-# "tpe" config passes them with their old defaults. Dropped when they hold those defaults.
-_TPE_OLD_DEFAULTS = {"consider_prior": True, "prior_weight": 1.0, "consider_magic_clip": True,
-                     "consider_endpoints": False, "warn_independent_sampling": True}
+# Arguments Optuna deprecates (a FutureWarning whenever passed); hydra-optuna-sweeper's sampler configs
+# pass them with their old defaults. Dropped when they hold those defaults.
+_OLD_DEFAULTS = {
+    "optuna.samplers.TPESampler": {"consider_prior": True, "prior_weight": 1.0, "consider_magic_clip": True,
+                                   "consider_endpoints": False, "warn_independent_sampling": True},
+    "optuna.samplers.CmaEsSampler": {"restart_strategy": None, "inc_popsize": 2},
+}
 
 
 def trial_seed(seed: int, position: int) -> int:
@@ -65,14 +69,24 @@ def _grid_choices(distribution: BaseDistribution) -> list[Any]:
                          f"not {distribution}.")
 
 
+def accepts_seed(target: str) -> bool:
+    """Whether the sampler class ``target`` (a dotted name) takes a ``seed`` argument (Optuna's all do)."""
+    from hydra.utils import get_class
+
+    try:
+        return "seed" in inspect.signature(get_class(target)).parameters
+    except Exception:  # an unknown target: instantiate() reports it
+        return False
+
+
 def sampler_factory(cfg: Mapping[str, Any], space: Mapping[str, BaseDistribution]) -> Callable[[int | None], BaseSampler]:
     """``factory(seed)`` builds the sampler configured by ``cfg`` (a ``_target_`` mapping) with that seed."""
-    cfg = dict(cfg)
-    if cfg.get("_target_", "").endswith("TPESampler"):
-        cfg = {k: v for k, v in cfg.items() if not (k in _TPE_OLD_DEFAULTS and v == _TPE_OLD_DEFAULTS[k])}
+    old = _OLD_DEFAULTS.get(cfg.get("_target_", ""), {})
+    cfg = {k: v for k, v in cfg.items() if not (k in old and v == old[k])}
+    takes_seed = accepts_seed(cfg.get("_target_", ""))
 
     def factory(seed: int | None) -> BaseSampler:
-        kwargs = {"seed": seed} if "seed" in cfg else {}
+        kwargs = {"seed": seed} if takes_seed else {}
         sampler = instantiate({**cfg, **kwargs})
         if isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler:
             sampler = sampler({name: _grid_choices(d) for name, d in space.items()})
@@ -84,19 +98,27 @@ def sampler_factory(cfg: Mapping[str, Any], space: Mapping[str, BaseDistribution
 class TrialSeededSampler(BaseSampler):
     """Delegates each trial to a fresh sampler seeded by ``trial_seed(seed, position_of(trial))``.
 
-    ``factory(seed)`` builds the underlying sampler (TPE, random, CMA-ES, grid, ...).
+    ``factory(seed)`` builds the underlying sampler (TPE, random, CMA-ES, ...). Optuna's grid
+    sampler is the exception: its randomness is one shuffle of the grid, which must be the same for
+    every trial (Optuna's docs: fix its seed in every process), and it takes grid point n for trial
+    number n; here the trial at position k takes point k of the study-seeded shuffle, so an
+    interrupted trial's point goes to the trial that redoes it.
     """
 
     def __init__(self, factory: Callable[[int | None], BaseSampler], seed: int) -> None:
         self._factory = factory
         self._seed = int(seed)
         self._per_trial: dict[int, BaseSampler] = {}
+        first = factory(self._seed)
+        self._grid = first if isinstance(first, optuna.samplers.GridSampler) else None
 
     @property
     def seed(self) -> int:
         return self._seed
 
     def _for(self, study: Study, trial: FrozenTrial) -> BaseSampler:
+        if self._grid is not None:
+            return self._grid
         sampler = self._per_trial.get(trial.number)
         if sampler is None:
             sampler = self._factory(trial_seed(self._seed, position_of(study, trial)))
@@ -104,8 +126,22 @@ class TrialSeededSampler(BaseSampler):
         return sampler
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if self._grid is not None:
+            self._assign_grid_point(study, trial)
+            return
         self._per_trial.pop(trial.number, None)  # the position is taken now, when the trial is asked
         self._for(study, trial).before_trial(study, trial)
+
+    def _assign_grid_point(self, study: Study, trial: FrozenTrial) -> None:
+        # GridSampler.before_trial records the point as the trial system attributes "search_space" and
+        # "grid_id" (its sample_independent reads them); the same, keyed by position instead of number.
+        grid = self._grid
+        position = position_of(study, trial)
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs or position >= grid._n_min_trials:
+            grid.before_trial(study, trial)  # beyond the grid (a trial over budget): Optuna's own choice
+            return
+        study._storage.set_trial_system_attr(trial._trial_id, "search_space", grid._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", position)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self._for(study, trial).infer_relative_search_space(study, trial)
@@ -119,6 +155,8 @@ class TrialSeededSampler(BaseSampler):
         return self._for(study, trial).sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values) -> None:
+        if self._grid is not None:
+            return  # its after_trial only stops study.optimize() when the grid is done; the budget stops here
         sampler = self._per_trial.pop(trial.number, None) or self._factory(self._seed)
         sampler.after_trial(study, trial, state, values)
 
@@ -126,6 +164,14 @@ class TrialSeededSampler(BaseSampler):
         pass
 
 
-def study_seed(configured: int | None) -> int:
-    """The configured sampler seed, or a fresh random one for a new study (then stored in it)."""
-    return int(configured) if configured is not None else secrets.randbits(32)
+def grid_size(space: Mapping[str, BaseDistribution]) -> int:
+    """How many points the grid sampler's grid over ``space`` has."""
+    n = 1
+    for d in space.values():
+        n *= len(_grid_choices(d))
+    return n
+
+
+def draw_seed() -> int:
+    """A fresh study seed, for a sampler configured without one (stored in the study, see SEED_ATTR)."""
+    return secrets.randbits(32)

@@ -36,7 +36,7 @@ from poolstudy.hpo.budget import (WORKER_ATTR, budget, mark_interrupted, reclaim
 from poolstudy.hpo.checks import CellPlan, check_cells, check_key_conflicts, override_value
 from poolstudy.hpo.finals import best_trial, final_results, set_aside_stale_finals
 from poolstudy.hpo.reporting import PRUNER_ATTR
-from poolstudy.hpo.sampling import SEED_ATTR, TrialSeededSampler, sampler_factory, study_seed
+from poolstudy.hpo.sampling import SEED_ATTR, TrialSeededSampler, draw_seed, grid_size, sampler_factory
 from poolstudy.hpo.space import describe_space, grid_cells, search_space
 from poolstudy.hpo.storage import (damaged_storage_message, is_damage, mask_password, open_storage,
                                    refuse_written_password, sqlite_path, study_names, url_for_jobs)
@@ -84,6 +84,10 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         self.sampler_cfg = OmegaConf.to_container(sweeper_cfg.sampler, resolve=True)
         self.pruner_cfg = OmegaConf.to_container(sweeper_cfg.pruner, resolve=True)
         self.storage_as_written = OmegaConf.to_container(sweeper_cfg, resolve=False).get("storage")
+        # the seed of the studies this command creates: the configured one, else one drawn for all of them
+        # (every cell's study starts from the same sampler state either way)
+        configured = self.sampler_cfg.get("seed")
+        self.new_study_seed = int(configured) if configured is not None else draw_seed()
 
     # ------------------------------------------------------------------ sweep
     def sweep(self, arguments: list[str]) -> None:
@@ -128,12 +132,17 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         plans = check_cells(self._compose, cells, fixed, self.swept_keys, space, raw, study_file, arguments)
         factory = sampler_factory(self.sampler_cfg, space)
         try:
-            factory(0)
+            sampler = factory(0)
         except PoolStudyError:
             raise
         except Exception as exc:  # a sampler config Optuna refuses
             raise PoolStudyError(f"hydra.sweeper.sampler = {self.sampler_cfg} cannot be built: "
                                  f"{str(exc).splitlines()[0]}") from None
+        if isinstance(sampler, optuna.samplers.GridSampler) and self.n_trials > grid_size(space):
+            raise PoolStudyError(
+                f"hydra.sweeper.n_trials = {self.n_trials} exceeds the {grid_size(space)} points of the grid sampler's "
+                f"grid; the extra trials would repeat points and count twice. Use "
+                f"hydra.sweeper.n_trials={grid_size(space)}.")
         planned = self._name_cells(plans, fixed, space)
 
         storage_url = str(self.storage)
@@ -247,7 +256,7 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         name, settings = cell.name, cell.settings
         names = {s.study_name for s in storage.get_all_studies()}
         if name not in names:
-            seed = study_seed(self.sampler_cfg.get("seed"))
+            seed = self.new_study_seed
             study = optuna.create_study(study_name=name, storage=storage, direction=self._get_directions()[0],
                                         sampler=TrialSeededSampler(factory, seed), load_if_exists=True)
             if study.user_attrs.get(SETTINGS_ATTR) is None:
@@ -258,7 +267,7 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         study_id = storage.get_study_id_from_name(name)
         attrs = storage.get_study_user_attrs(study_id)
         # studies made before the sampler seed was stored used the configured seed
-        seed = attrs.get(SEED_ATTR, study_seed(self.sampler_cfg.get("seed")))
+        seed = attrs.get(SEED_ATTR, self.new_study_seed)
         study = optuna.load_study(study_name=name, storage=storage, sampler=TrialSeededSampler(factory, seed))
         stored = attrs.get(SETTINGS_ATTR)
         if stored is None:  # created by another worker a moment ago, not yet labelled
@@ -325,7 +334,8 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         except BaseException as exc:
             self._on_interrupt(study, storage, study_dir, exc)
             raise
-        study_summary(study, counts, settings, mask_password(storage_url), status, study_dir, cell.plan.identity)
+        study_summary(study, counts, {**settings, "sampler_seed": study.user_attrs.get(SEED_ATTR)},
+                      mask_password(storage_url), status, study_dir, cell.plan.identity)
         return status
 
     def _on_interrupt(self, study: optuna.Study, storage, study_dir: Path, exc: BaseException) -> None:
