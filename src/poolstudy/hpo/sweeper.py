@@ -107,8 +107,9 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         if failed:
             print(f"error: {len(failed)} of {len(statuses)} studies did not finish: "
                   + "; ".join(f"{name}: {status}" for name, status in failed.items())
-                  + f". The other studies are complete; {Path(self.config.hydra.sweep.dir) / 'hpo_summary.md'} lists "
-                  f"them all, and the failed jobs' status.json files say why.", file=sys.stderr)
+                  + (". The other studies are complete" if len(failed) < len(statuses) else "")
+                  + f"; {Path(self.config.hydra.sweep.dir) / 'hpo_summary.md'} lists them all, and the failed jobs' "
+                  f"status.json files say why.", file=sys.stderr)
             sys.exit(1)
 
     def _sweep(self, arguments: list[str]) -> dict[str, str]:
