@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -186,34 +187,42 @@ def test_straight_extended_and_interrupted_sweeps_train_the_same_trials(straight
     proc = train(sweep_args(extended, *SEARCH, "hydra.sweeper.extend=true", n_trials=4, final_seeds=1), cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    # Ctrl-C during trial 1, then the same command again
+    # Ctrl-C while a trial runs (trial 1, or a later one on a fast machine), then the same command again
     interrupted = tmp_path / "interrupted"
     args = sweep_args(interrupted, *SEARCH, n_trials=4, final_seeds=1)
-    proc = interrupt_during_trial(args, cache_dir, interrupted / STUDY / "trials" / "1")
+    proc = interrupt_during_trial(args, cache_dir, interrupted / STUDY / "trials" / "1", delay=0.1)
     said = messages(proc.stderr)
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr + proc.stdout
     ours = [ln for ln in said if ln.startswith("interrupted: ")]
-    assert len(ours) == 1 and "during trial 1 of study lenet-maxpool-shapes" in ours[0], said
-    assert "Re-run the same command to resume" in ours[0]
+    assert len(ours) == 1, said
+    match = re.match(r"interrupted: stopped during trial (\d+) of study lenet-maxpool-shapes \(", ours[0])
+    assert match, ours[0]
+    stopped = int(match.group(1))
+    assert f"trial {stopped} marked failed (interrupted)" in ours[0] and "Re-run the same command to resume" in ours[0]
     assert suggested_command(ours[0]) == args  # the resume command is the command that was run
-    # at once, before any re-run: trial 1 is failed+interrupted and not counted
-    trial1 = load(interrupted, STUDY).trials[1]
-    assert trial1.state == TrialState.FAIL and trial1.user_attrs["interrupted"] is True
-    assert json.loads((interrupted / STUDY / "trials" / "1" / "status.json").read_text())["status"] == "interrupted"
-    assert [t.number for t in counted(load(interrupted, STUDY))] == [0]
+    # at once, before any re-run: the trial is failed+interrupted and not counted
+    trial = load(interrupted, STUDY).trials[stopped]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
+    assert json.loads((interrupted / STUDY / "trials" / str(stopped) / "status.json").read_text())["status"] == \
+        "interrupted"
+    assert [t.number for t in counted(load(interrupted, STUDY))] == list(range(stopped))
     proc = train(args, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     expected = params_of(straight)
-    table = ["position | straight | extended 2->4 | interrupted during trial 1, resumed"]
-    for k, p in enumerate(expected):
-        row = [p, params_of(extended)[k], params_of(interrupted)[k]]
-        table.append(f"{k} | " + " | ".join(json.dumps(r, sort_keys=True) for r in row))
+    def short(t):
+        p = t.params
+        return (f"#{t.number} {p['optimizer']} lr={p['optimizer.lr']:.3e} wd={p['optimizer.weight_decay']:.3e} "
+                f"bs={p['trainer.batch_size']} do={p['model.dropout']:.3f}")
+
+    runs = [counted(load(sweep, STUDY)) for sweep in (straight, extended, interrupted)]
+    table = [f"position | straight | extended 2->4 | interrupted during trial {stopped}, resumed", "---|---|---|---"]
+    table += [f"{k} | " + " | ".join(short(run[k]) for run in runs) for k in range(4)]
     print("\n".join(table))
     assert params_of(extended) == expected
     assert params_of(interrupted) == expected
-    assert [t.number for t in counted(load(interrupted, STUDY))] == [0, 2, 3, 4]
+    assert [t.number for t in counted(load(interrupted, STUDY))] == [n for n in range(5) if n != stopped]
     assert len({(p["optimizer.lr"], p["model.dropout"]) for p in expected}) == 4  # no repeats
     # the same parameters give the same validation accuracy (so the same TPE history)
     assert [t.value for t in counted(load(extended, STUDY))] == [t.value for t in counted(load(straight, STUDY))]
