@@ -9,6 +9,7 @@ POOLSTUDY_UPDATE_DOCS=1 python -m pytest tests/test_bad_input.py   rewrites docs
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shlex
@@ -80,6 +81,15 @@ def _failed_maxpool_job(tmp: Path) -> None:
     (tmp / "done" / "status.json").write_text('{"status": "failed", "error": "training loss became nan"}\n')
 
 
+def _damaged_optuna_db(tmp: Path) -> None:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "optuna.db").write_bytes(b"this is not an SQLite file\n" * 200)
+
+
+def _lost_study(tmp: Path) -> None:  # a study's trial folders, its optuna.db gone
+    (tmp / "out" / "lenet-maxpool-mnist" / "trials" / "0").mkdir(parents=True)
+
+
 @dataclass
 class Case:
     name: str
@@ -90,6 +100,73 @@ class Case:
     data: str = "data"                   # data_dir, relative to the test's folder
     exit_code: int = 2
     offline: bool = False                # needs a machine whose download servers do not answer
+    writes_nothing: bool = False         # no file under the test's folder is created or changed
+    # runs the command the message suggests (a CompletedProcess, the sweep folder it wrote) and checks its effect
+    fix: Callable[[subprocess.CompletedProcess, Path], None] | None = None
+
+
+def _studies(sweep: Path) -> dict[str, dict]:
+    """study_summary.json of each study, after checking that every trial trained what its study's name says."""
+    out = {}
+    for path in sorted(sweep.glob("*/study_summary.json")):
+        s = json.loads(path.read_text())
+        assert s["study_name"] == path.parent.name
+        assert path.parent.name.startswith(f"{s['arch']}-{s['downsample']}-{s['dataset']}")
+        for job in (path.parent / "trials").iterdir():
+            m = json.loads((job / "metrics.json").read_text())
+            assert (m["model"]["arch"], m["model"]["downsample"]["type"], m["dataset"]["name"]) == (
+                s["arch"], s["downsample"], s["dataset"]) and m["hpo"]["study_name"] == s["study_name"]
+        out[s["study_name"]] = s
+    return out
+
+
+def _trial0(sweep: Path, study: str) -> dict:
+    return json.loads((sweep / study / "trials" / "0" / "metrics.json").read_text())
+
+
+RECIPE_SPACE = {"optimizer", "optimizer.lr", "optimizer.weight_decay", "trainer.batch_size", "model.dropout"}
+
+
+def _fixed_interval(proc, sweep):
+    (s,) = _studies(sweep).values()
+    assert set(s["search_space"]) == RECIPE_SPACE  # the recipe's other dimensions stay
+    assert s["search_space"]["optimizer.lr"]["attributes"] == {"low": 1e-4, "high": 1e-2, "log": False, "step": None}
+
+
+def _fixed_unknown_key(proc, sweep):
+    (s,) = _studies(sweep).values()
+    assert set(s["search_space"]) == RECIPE_SPACE
+    listing = subprocess.run([sys.executable, str(ROOT / "train.py"), "--cfg", "job"], cwd=ROOT, capture_output=True,
+                             text=True)  # the other suggestion: it lists the job's keys
+    assert listing.returncode == 0 and "optimizer:" in listing.stdout and "  lr: " in listing.stdout
+
+
+def _fixed_grid_key(proc, sweep):
+    studies = _studies(sweep)
+    assert sorted(studies) == ["lenet-maxpool-mnist-optimizeradam", "lenet-maxpool-mnist-optimizersgd"]
+    assert all("optimizer" not in s["search_space"] for s in studies.values())
+    assert _trial0(sweep, "lenet-maxpool-mnist-optimizersgd")["optimizer"]["name"] == "SGD"
+
+
+def _fixed_held_value(proc, sweep):
+    (s,) = _studies(sweep).values()
+    assert "optimizer.lr" not in s["search_space"] and _trial0(sweep, s["study_name"])["optimizer"]["lr"] == 0.01
+
+
+def _fixed_variant_grid(proc, sweep):
+    studies = _studies(sweep)
+    assert sorted(studies) == ["lenet-maxpool-mnist", "lenet-strided-mnist"]
+    assert all(not {"model", "dataset", "seed"} & set(s["search_space"]) for s in studies.values())
+
+
+def _fixed_empty_space(proc, sweep):
+    (s,) = _studies(sweep).values()
+    assert set(s["search_space"]) == {"optimizer.lr"}
+
+
+def _fixed_lost_study(proc, sweep):
+    assert sorted(_studies(sweep.parent / "out-2")) == ["lenet-maxpool-mnist"]
+    assert not (sweep / "optuna.db").exists()
 
 
 CASES = [
@@ -161,6 +238,45 @@ CASES = [
          ["<tmp>/done already holds status.json of another configuration; this run differs in "
           "model.downsample.type: 'maxpool' -> 'avgpool'", "hydra.run.dir=<tmp>/done-2"],
          prepare_tmp=_failed_maxpool_job),
+    Case("HPO interval on the command line", [*HPO, "optimizer.lr=interval(1e-4,1e-2)"],
+         ["an interval on the command line cannot form a grid", "\"++hydra.sweeper.params={optimizer.lr:'interval(1e-4,"
+          "1e-2)'}\""], writes_nothing=True, fix=_fixed_interval),
+    Case("HPO search dimension not in the job config",
+         [*HPO, "++hydra.sweeper.params={optimizer.learning_rate:'interval(1e-4,1e-2)'}"],
+         ["hydra.sweeper.params.optimizer.learning_rate = 'interval(1e-4,1e-2)' does not fit the job config",
+          "Could not override 'optimizer.learning_rate'", "\"++hydra.sweeper.params={optimizer.learning_rate:null}\""],
+         writes_nothing=True, fix=_fixed_unknown_key),
+    Case("HPO search range beyond the valid values", [*HPO, "++hydra.sweeper.params={model.dropout:'interval(0.0,1.5)'}"],
+         ["at model.dropout=1.5: model.dropout = 1.5 is not valid: it must be a number in [0, 1)"], writes_nothing=True),
+    Case("HPO key both grid and searched", [*HPO, "optimizer=adam,sgd"],
+         ["optimizer is both a grid key", "\"++hydra.sweeper.params={optimizer:null}\""], writes_nothing=True,
+         fix=_fixed_grid_key),
+    Case("HPO command-line value a search dimension overrides", [*HPO, "optimizer.lr=0.01"],
+         ["optimizer.lr=0.01 on the command line would be overridden in every trial",
+          "\"++hydra.sweeper.params={optimizer.lr:null}\""], writes_nothing=True, fix=_fixed_held_value),
+    Case("HPO study file combined with the recipe", [*HPO, "+sweeps=seed_replication", "dataset=mnist"],
+         ["+sweeps=seed_replication is a study for the basic sweeper", "(model, dataset, seed) are its grid",
+          "(lenet-maxpool-mnist)", "\"++hydra.sweeper.params={model:null,dataset:null,seed:null}\" model=maxpool,strided"],
+         writes_nothing=True, fix=_fixed_variant_grid),
+    Case("HPO variant as a search dimension", [*HPO, "++hydra.sweeper.params={model:'choice(maxpool,strided)'}"],
+         ["hydra.sweeper.params.model = 'choice(maxpool,strided)': changes what the study trains: downsample maxpool "
+          "-> strided", "\"++hydra.sweeper.params={model:null}\" model=maxpool,strided"], writes_nothing=True,
+         fix=_fixed_variant_grid),
+    Case("HPO seed as a search dimension", [*HPO, "++hydra.sweeper.params={seed:'choice(0,1)'}"],
+         ["the random seed is not a hyper-parameter", "\"++hydra.sweeper.params={seed:null}\""], writes_nothing=True),
+    Case("HPO empty search space", [*HPO, "++hydra.sweeper.params={optimizer:null,optimizer.lr:null,"
+                                          "optimizer.weight_decay:null,trainer.batch_size:null,model.dropout:null}"],
+         ["hydra.sweeper.params defines no search dimension"], writes_nothing=True, fix=_fixed_empty_space),
+    Case("HPO value listed twice in the grid", [*HPO, "model=maxpool,maxpool"],
+         ["model=maxpool,maxpool repeats values (maxpool 2 times)", "Give each value once, model=maxpool"],
+         writes_nothing=True),
+    Case("HPO damaged optuna.db", HPO,
+         ["The Optuna storage file <tmp>/out/optuna.db cannot be used", "file is not a database",
+          "mv <tmp>/out/optuna.db <tmp>/out/optuna.db.damaged"], prepare_tmp=_damaged_optuna_db, writes_nothing=True),
+    Case("HPO trial folders of a lost study", HPO,
+         ["<tmp>/out/lenet-maxpool-mnist holds trial folders of a study 'lenet-maxpool-mnist' that the storage "
+          "sqlite:///<tmp>/out/optuna.db does not contain", "hydra.sweep.dir=<tmp>/out-2"],
+         prepare_tmp=_lost_study, writes_nothing=True, fix=_fixed_lost_study),
 ]
 
 _results: dict[str, tuple[str, int, str]] = {}
@@ -183,7 +299,15 @@ def _message(output: str) -> str:
     return "\n".join(lines).strip()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name.replace(" ", "_").replace("/", "_") for c in CASES])
+def _suggested_command(message: str) -> list[str]:
+    """The arguments of the last ``python train.py ...`` command a message suggests."""
+    start = [m.start() for m in re.finditer(r"python \S*train\.py ", message)][-1]
+    args = shlex.split(re.match(r"(python \S*train\.py .*?)(?: ;|\.?$)", message[start:]).group(1))
+    return args[2:]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.fix else c for c in CASES],
+                         ids=[c.name.replace(" ", "_").replace("/", "_") for c in CASES])
 def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
     if case.offline:
         from poolstudy.data.download import network_answers, server_urls
@@ -201,6 +325,7 @@ def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
     env = {**os.environ, "POOLSTUDY_DATA": str(tmp_path / case.data), "POOLSTUDY_CACHE": str(tmp_path / "cache")}
     env.pop("HYDRA_FULL_ERROR", None)
     env.pop("POOLSTUDY_DB_PASSWORD", None)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     flags, overrides = [a for a in args if a.startswith("-")], [a for a in args if not a.startswith("-")]
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags, *QUICK, *overrides], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -223,6 +348,14 @@ def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
     if any(word in case.name for word in ("storage", "unwritable", "sweep", "variable", "search", "-m")):
         # stopped before any job folder exists
         assert not (tmp_path / "out").exists() and not (tmp_path / "taken").is_dir()
+    if case.writes_nothing:
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+        assert case.prepare_tmp or not (tmp_path / "out").exists()
+    if case.fix:  # the command the message suggests, typed
+        fixed = subprocess.run([sys.executable, str(ROOT / "train.py"), *_suggested_command(proc.stderr)], cwd=ROOT,
+                               env=env, capture_output=True, text=True, timeout=600)
+        assert fixed.returncode == 0, f"{message}\n{fixed.stderr[-3000:]}"
+        case.fix(fixed, tmp_path / "out")
 
     command = "python train.py " + " ".join(shlex.quote(_normalise(a, tmp_path)) for a in case.args)
     command = command.replace(SECRET, "<password>")

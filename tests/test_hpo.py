@@ -30,12 +30,15 @@ def hpo_args(sweep_dir: Path, *extra: str, n_trials: int = 3, final_seeds: int =
 
 
 def lr_only_search(config_dir: Path, choices: str) -> tuple[str, ...]:
-    """A test-made hparams_search recipe searching only the learning rate; returns its overrides."""
+    """A test-made hparams_search recipe searching only the learning rate; returns its overrides.
+    (It extends the optuna recipe, whose other dimensions a null leaves out.)"""
     (config_dir / "hparams_search").mkdir(parents=True, exist_ok=True)
     (config_dir / "hparams_search" / "lr_only.yaml").write_text(
         "# @package _global_\n"
         "defaults:\n  - optuna\n  - _self_\n"
         "hydra:\n  sweeper:\n    params:\n"
+        "      optimizer: null\n      optimizer.weight_decay: null\n      trainer.batch_size: null\n"
+        "      model.dropout: null\n"
         f"      optimizer.lr: choice({choices})\n"
     )
     return ("--config-dir", str(config_dir), "hparams_search=lr_only")
@@ -198,6 +201,7 @@ def test_nan_trial_fails_and_the_study_goes_on(run_train, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load(sweep, "lenet-strided-mnist")
     assert len(study.trials) == 4
+    assert all(set(t.params) == {"optimizer.lr"} for t in study.trials)  # lr only: optimizer=sgd holds
     states = {(t.params["optimizer.lr"], t.state) for t in study.trials}
     assert (1e30, TrialState.FAIL) in states and (0.05, TrialState.COMPLETE) in states
     assert all(t.state == TrialState.FAIL for t in study.trials if t.params["optimizer.lr"] == 1e30)

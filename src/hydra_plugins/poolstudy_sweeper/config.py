@@ -1,7 +1,8 @@
 """Config schema of the fair Optuna sweeper (``hydra/sweeper=poolstudy_optuna``).
 
 Samplers come from hydra-optuna-sweeper's ``hydra/sweeper/sampler`` group (tpe, random,
-cmaes, grid, ...); pruners from ``hydra/sweeper/pruner`` registered here.
+cmaes, grid, ...) plus ``poolstudy_tpe`` registered here; pruners from ``hydra/sweeper/pruner``
+registered here.
 """
 
 from dataclasses import dataclass, field
@@ -13,11 +14,13 @@ from omegaconf import MISSING
 
 @dataclass
 class TPESamplerConf:
-    """TPE without the arguments optuna >= 4.3 deprecates (hydra-optuna-sweeper 1.3 passes them all)."""
+    """The recipe's TPE (``hydra/sweeper/sampler=poolstudy_tpe``): seed 0, 5 random start-up trials, without the
+    arguments optuna >= 4.3 deprecates. hydra-optuna-sweeper's ``tpe`` (Optuna's defaults: 10 start-up
+    trials, constant liar on) stays available under its own name."""
 
     _target_: str = "optuna.samplers.TPESampler"
-    seed: Optional[int] = None
-    n_startup_trials: int = 10
+    seed: Optional[int] = 0
+    n_startup_trials: int = 5
     n_ei_candidates: int = 24
     multivariate: bool = False
     constant_liar: bool = False   # for several workers sharing one study
@@ -47,7 +50,9 @@ class NopPrunerConf:
 @dataclass
 class FairOptunaSweeperConf:
     _target_: str = "hydra_plugins.poolstudy_sweeper.sweeper.FairOptunaSweeper"
-    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    # the sweeper builds its samplers itself (one per trial, see poolstudy.hpo.sampling)
+    _recursive_: bool = False
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "poolstudy_tpe"}, {"pruner": "median"}])
     sampler: Any = MISSING
     pruner: Any = MISSING
     direction: str = "maximize"
@@ -60,13 +65,15 @@ class FairOptunaSweeperConf:
     max_failure_fraction: float = 0.5   # a study whose failed trials exceed this share of n_trials stops
     final_seeds: int = 5          # best parameters retrained with seeds 0..final_seeds-1, tested once
     extend: bool = False          # allow raising n_trials of existing studies
-    params: Optional[Dict[str, str]] = None
+    # search space; a key set to null is not searched ("++hydra.sweeper.params={model.dropout:null}")
+    params: Optional[Dict[str, Optional[str]]] = None
 
 
 cs = ConfigStore.instance()
 cs.store(group="hydra/sweeper", name="poolstudy_optuna", node=FairOptunaSweeperConf, provider="poolstudy")
-# replaces hydra-optuna-sweeper's "tpe" entry (this plugin is scanned after it)
-cs.store(group="hydra/sweeper/sampler", name="tpe", node=TPESamplerConf, provider="poolstudy")
+# its own name: a second "tpe" would replace hydra-optuna-sweeper's or not depending on the order in
+# which Hydra scans the installed plugins
+cs.store(group="hydra/sweeper/sampler", name="poolstudy_tpe", node=TPESamplerConf, provider="poolstudy")
 cs.store(group="hydra/sweeper/pruner", name="median", node=MedianPrunerConf, provider="poolstudy")
 cs.store(group="hydra/sweeper/pruner", name="hyperband", node=HyperbandPrunerConf, provider="poolstudy")
 cs.store(group="hydra/sweeper/pruner", name="none", node=NopPrunerConf, provider="poolstudy")

@@ -12,9 +12,12 @@ import logging
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from poolstudy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +54,28 @@ def register_worker(study: optuna.Study) -> None:
     study.set_user_attr(f"{WORKER_ATTR}:{worker_id()}", True)
 
 
-def reclaim_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
+def _discard(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: FrozenTrial, reason: str,
+             trials_dir: Path | None) -> None:
+    """Mark a RUNNING trial failed with ``interrupted`` (not counted, redone) and say so in its folder."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    storage.set_trial_user_attr(trial_id, "interrupted", True)
+    storage.set_trial_user_attr(trial_id, "interrupt_reason", reason[:500])
+    study.tell(trial.number, state=TrialState.FAIL)
+    job_dir = trials_dir / str(trial.number) if trials_dir is not None else None
+    if job_dir is not None and job_dir.is_dir() and not (job_dir / "status.json").exists():
+        atomic_write_json(job_dir / "status.json", {"status": "interrupted", "error": reason,
+                                                    "note": "not counted toward the budget; redone as a new trial"})
+
+
+def reclaim_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage,
+                        trials_dir: Path | None = None) -> int:
     """Mark RUNNING trials whose worker process is gone as failed+interrupted; returns how many.
 
     A trial without a worker attribute was asked by a process killed before it could label
     it; it is orphaned when every worker ever registered on the study is known to be dead.
     """
     n = 0
-    study_id = storage.get_study_id_from_name(study.study_name)
     prefix = f"{WORKER_ATTR}:"
     workers = [key[len(prefix):] for key in study.user_attrs if key.startswith(prefix)]
     all_workers_dead = bool(workers) and all(_alive_here(w) is False for w in workers)
@@ -66,13 +83,21 @@ def reclaim_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorag
         owner = trial.user_attrs.get(WORKER_ATTR)
         dead = _alive_here(owner) is False if owner else all_workers_dead
         if dead:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            storage.set_trial_user_attr(trial_id, "interrupted", True)
-            study.tell(trial.number, state=TrialState.FAIL)
+            _discard(study, storage, trial, "its process was killed", trials_dir)
             log.warning("Trial %d of %s was left running by a killed process; it will be redone.",
                         trial.number, study.study_name)
             n += 1
     return n
+
+
+def mark_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage, reason: str,
+                     trials_dir: Path | None = None) -> list[int]:
+    """Mark this process's RUNNING trials of ``study`` failed+interrupted at once; returns their numbers."""
+    mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get(WORKER_ATTR) == worker_id()]
+    for trial in mine:
+        _discard(study, storage, trial, reason, trials_dir)
+    return [t.number for t in mine]
 
 
 @dataclass

@@ -9,6 +9,7 @@ search space, expressed with current Optuna distributions. Comma lists on the co
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from hydra.core.override_parser.types import Override, Transformer
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.hpo.suggest import command_with, params_override
 
 
 def distribution_from_override(override: Override) -> BaseDistribution:
@@ -43,18 +45,28 @@ def distribution_from_override(override: Override) -> BaseDistribution:
 
 
 def search_space(params: Mapping[str, Any] | None) -> tuple[dict[str, BaseDistribution], list[str]]:
-    """(distributions, fixed overrides) from ``hydra.sweeper.params``."""
+    """(distributions, fixed overrides) from ``hydra.sweeper.params``; a key set to null is left out
+    (``"++hydra.sweeper.params={model.dropout:null}"`` removes that dimension of a recipe)."""
     parser = OverridesParser.create()
     space: dict[str, BaseDistribution] = {}
     fixed: list[str] = []
     for key, value in (params or {}).items():
+        if value is None:
+            continue
         line = f"{key}={value}"
         try:
             (override,) = parser.parse_overrides([line])
         except Exception as exc:  # hydra's grammar errors
-            raise PoolStudyError(f"hydra.sweeper.params.{key} cannot be parsed ({exc}).") from None
+            reason = str(exc).strip().splitlines()[0]
+            raise PoolStudyError(f"hydra.sweeper.params.{key} = {str(value)!r} cannot be parsed ({reason}); use "
+                                 f"choice(a, b), range(start, stop), interval(a, b), tag(log, interval(a, b)) or "
+                                 f"a plain value.") from None
         if override.is_sweep_override():
-            space[key] = distribution_from_override(override)
+            try:
+                space[key] = distribution_from_override(override)
+            except ValueError as exc:  # Optuna refuses e.g. low > high or a log interval reaching 0
+                raise PoolStudyError(f"hydra.sweeper.params.{key} = {str(value)!r} is not a valid search "
+                                     f"dimension: {exc}") from None
         else:
             fixed.append(line)
     return space, fixed
@@ -69,10 +81,13 @@ def grid_cells(arguments: list[str]) -> tuple[list[list[str]], set[str]]:
     for override in parser.parse_overrides(arguments):
         key = override.get_key_element()
         if override.is_interval_sweep():
+            fix = params_override({override.key_or_group: override.input_line.split("=", 1)[1]})
             raise PoolStudyError(
-                f"'{override.input_line}': an interval on the command line cannot form a grid; put search "
-                f"dimensions under hydra.sweeper.params (e.g. hydra.sweeper.params.{key}='interval(a,b)')."
-            )
+                f"'{override.input_line}': an interval on the command line cannot form a grid (comma lists do); "
+                f"a search dimension goes into hydra.sweeper.params, written as {fix}"
+                + (f": {command_with(replace={override.input_line: fix})}" if override.input_line in sys.argv
+                   else "")
+                + ".")
         if override.is_sweep_override():
             values = override.sweep_string_iterator()
             axes.append([f"{key}={v}" for v in values])

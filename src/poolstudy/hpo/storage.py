@@ -66,6 +66,70 @@ def url_in_job(value: str) -> str:
     )
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of an SQLite URL (None for other storages and in-memory SQLite)."""
+    if not url or _is_journal(url):
+        return None
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def damaged_storage_message(path: Path, reason: str, kind: str = "storage file") -> str:
+    return (f"The Optuna {kind} {path} cannot be used: {reason}. It is damaged or not an Optuna storage; "
+            f"nothing in it was changed and nothing is deleted. Move it aside (mv {path} {path}.damaged) and either "
+            f"restore it from a backup or start the search afresh in another folder (hydra.sweep.dir=...): "
+            f"the job folders next to it belong to the studies it recorded.")
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse an SQLite storage file that SQLite cannot read or that holds no Optuna tables.
+
+    Run before Optuna opens it: Optuna reports a malformed file only later, as a failed commit
+    ("check server/credentials").
+    """
+    import sqlite3
+
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60) as con:
+            result = con.execute("PRAGMA quick_check").fetchone()
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        con.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return  # another worker is writing; Optuna's own timeout handles it
+        raise PoolStudyError(damaged_storage_message(path, f"SQLite cannot read it ({exc})")) from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        raise PoolStudyError(damaged_storage_message(path, f"SQLite says \"{exc}\"")) from None
+    if not result or result[0] != "ok":
+        raise PoolStudyError(damaged_storage_message(path, f"SQLite's integrity check says \"{result[0] if result else '?'}\""))
+    if tables and not {"studies", "trials"} <= tables:
+        raise PoolStudyError(damaged_storage_message(
+            path, f"it is an SQLite database without Optuna's tables (it holds {', '.join(sorted(tables)[:5])})"))
+
+
+def study_names(url: str) -> set[str] | None:
+    """Names of the studies in the storage, without creating anything: None when an SQLite or journal
+    file does not exist yet (no studies), else opens the storage."""
+    path = sqlite_path(url) or (Path(url.removeprefix("journal:")).expanduser() if _is_journal(url) else None)
+    if path is not None and not path.exists():
+        return None
+    storage = open_storage(url)
+    return {s.study_name for s in storage.get_all_studies()}
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an error raised while using an SQLite storage means the file is damaged."""
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    return any(s in text for s in ("malformed", "file is not a database", "disk image"))
+
+
 def _is_journal(url: str) -> bool:
     return url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES)
 
@@ -85,16 +149,25 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalFileBackend
 
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            try:
+                return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            except (ValueError, KeyError, TypeError) as exc:  # a log line that is not one of Optuna's records
+                raise PoolStudyError(damaged_storage_message(
+                    path, f"a line of it is not an Optuna journal record ({type(exc).__name__}: {exc})",
+                    kind="journal file")) from None
         parsed = make_url(url)
         engine_kwargs = {}
         if parsed.get_backend_name() == "sqlite":
-            if parsed.database:
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(url)
+            if path is not None:
+                check_sqlite_file(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
         return _rdb_storage(_with_installed_driver(url), engine_kwargs)
+    except PoolStudyError:
+        raise
     except (ArgumentError, ValueError) as exc:
         raise PoolStudyError(
             f"hydra.sweeper.storage = {mask_password(url)!r} is not a valid storage URL ({exc}); use e.g. "
@@ -102,6 +175,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         ) from None
     except Exception as exc:  # sqlalchemy OperationalError, missing driver, permissions
         reason = str(exc).splitlines()[0]
+        if sqlite_path(url) is not None and is_damage(exc):
+            raise PoolStudyError(damaged_storage_message(sqlite_path(url), reason)) from None
         for secret in filter(None, [_password(url)]):
             reason = reason.replace(secret, "***")
         raise PoolStudyError(

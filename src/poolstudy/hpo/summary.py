@@ -10,28 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from poolstudy.hpo.budget import Budget
+from poolstudy.hpo.finals import best_trial, final_results, trial_of
 from poolstudy.utils.io import atomic_write_json, atomic_write_text
-
-
-def final_results(study_dir: Path) -> list[dict[str, Any]]:
-    """Test metrics of the completed final-seed runs under ``study_dir/final``."""
-    results = []
-    for metrics_file in sorted((study_dir / "final").glob("*/metrics.json")):
-        m = json.loads(metrics_file.read_text())
-        if m.get("status") == "complete":
-            results.append({"seed": m["seed"], "val_acc": m["val_acc"], "test_acc": m["test_acc"],
-                            "test_acc_raw": m.get("test_acc_raw"), "dir": str(metrics_file.parent)})
-    return results
 
 
 def study_summary(study: optuna.Study, budget: Budget, settings: dict[str, Any], storage: str, status: str,
                   study_dir: Path, labels: dict[str, Any]) -> dict[str, Any]:
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value) if complete else None
-    finals = final_results(study_dir)
+    best = best_trial(study)
+    finals = final_results(study_dir, best.number if best else None)  # only the best trial's final runs
     tests = [f["test_acc"] for f in finals]
     summary = {
         "study_name": study.study_name,
@@ -52,6 +40,7 @@ def study_summary(study: optuna.Study, budget: Budget, settings: dict[str, Any],
         "epochs": settings["epochs"],
         "storage": storage,
         "final_seeds": settings["final_seeds"],
+        "final_trial": best.number if best else None,
         "final": finals,
         "tuned_test_acc_mean": statistics.fmean(tests) if tests else None,
         "tuned_test_acc_std": statistics.stdev(tests) if len(tests) > 1 else None,
@@ -60,19 +49,31 @@ def study_summary(study: optuna.Study, budget: Budget, settings: dict[str, Any],
     return summary
 
 
+def _final_trial(entry: dict[str, Any]) -> int | None:
+    """The trial a study_summary.json "final" entry retrained (summaries before "trial" was recorded: its folder)."""
+    if "trial" in entry:
+        return entry["trial"]
+    return trial_of(Path(entry["dir"])) if entry.get("dir") else None
+
+
 def write_hpo_summary(sweep_dir: Path) -> None:
     """One row per study found under ``sweep_dir``: tuned test accuracy mean ± std over the final seeds."""
     summaries = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/study_summary.json"))]
     columns = ["study", "arch", "downsample", "dataset", "status", "n_trials", "complete", "pruned", "failed",
-               "best_val_acc", "final_seeds", "tuned_test_acc_mean", "tuned_test_acc_std"]
+               "best_trial", "best_val_acc", "final_seeds", "tuned_test_acc_mean", "tuned_test_acc_std"]
     rows = []
     for s in summaries:
+        # never pair one trial's validation accuracy with another trial's test accuracy
+        finals = [f for f in s.get("final", []) if s.get("best_trial") is not None
+                  and _final_trial(f) == s["best_trial"]]
+        tests = [f["test_acc"] for f in finals]
         rows.append({
             "study": s["study_name"], "arch": s.get("arch"), "downsample": s.get("downsample"),
             "dataset": s.get("dataset"), "status": s["status"], "n_trials": s["n_trials"],
             "complete": s["n_complete"], "pruned": s["n_pruned"], "failed": s["n_failed"],
-            "best_val_acc": s["best_val_acc"], "final_seeds": len(s["final"]),
-            "tuned_test_acc_mean": s["tuned_test_acc_mean"], "tuned_test_acc_std": s["tuned_test_acc_std"],
+            "best_trial": s.get("best_trial"), "best_val_acc": s["best_val_acc"], "final_seeds": len(finals),
+            "tuned_test_acc_mean": statistics.fmean(tests) if tests else None,
+            "tuned_test_acc_std": statistics.stdev(tests) if len(tests) > 1 else None,
         })
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -83,10 +84,12 @@ def write_hpo_summary(sweep_dir: Path) -> None:
     def pct(v):
         return "—" if v is None else f"{100 * v:.2f}"
 
-    lines = ["| study | trials (complete/pruned/failed of budget) | best val acc % | tuned test acc % (mean ± std, n) |",
-             "|---|---|---|---|"]
+    lines = ["| study | status | trials (complete/pruned/failed of budget) | best trial | best val acc % | "
+             "tuned test acc % of the best trial's final runs (mean ± std, n) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         spread = "" if r["tuned_test_acc_std"] is None else f" ± {pct(r['tuned_test_acc_std'])}"
-        lines.append(f"| {r['study']} | {r['complete']}/{r['pruned']}/{r['failed']} of {r['n_trials']} | "
-                     f"{pct(r['best_val_acc'])} | {pct(r['tuned_test_acc_mean'])}{spread} (n={r['final_seeds']}) |")
+        best = "—" if r["best_trial"] is None else r["best_trial"]
+        lines.append(f"| {r['study']} | {r['status']} | {r['complete']}/{r['pruned']}/{r['failed']} of {r['n_trials']} | "
+                     f"{best} | {pct(r['best_val_acc'])} | {pct(r['tuned_test_acc_mean'])}{spread} (n={r['final_seeds']}) |")
     atomic_write_text(sweep_dir / "hpo_summary.md", "\n".join(lines) + "\n")
