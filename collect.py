@@ -2,7 +2,7 @@
 
 import sys
 
-from poolstudy.collect import main
+from poolstudy.results.collector import main
 
 if __name__ == "__main__":
     sys.exit(main())

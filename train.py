@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from poolstudy.cli import run_job
+from poolstudy.jobs.shell import run_job
 from poolstudy.jobs import cmdline, multirun
 from poolstudy.jobs.interrupt import JobInterrupted, exit_code, handle_sigterm
 

@@ -55,7 +55,7 @@ def _zoo_best(n: int) -> str:
     """The n operators with the highest mean validation accuracy in the zoo (never test accuracy), other
     than maxpool and strided, which seed_replication_tuned tunes on the same budget, and none, the
     no-downsampling reference whose ~29x MACs would make its HPO cost more than all the rest together."""
-    from poolstudy import collect
+    from poolstudy.results import collector as collect
 
     parser = collect.build_parser()
     args = parser.parse_args([str(OUTPUTS / "operator_zoo" / "defaults"), "--by", "model.downsample.type",
@@ -150,8 +150,8 @@ def run_study(name: str) -> None:
 
 
 def publish(names: list[str]) -> None:
-    from poolstudy.analysis.archive import archive
-    from poolstudy.publish import main as publish_main
+    from poolstudy.results.archive import archive
+    from poolstudy.results.publish import main as publish_main
 
     for name in names:
         if (OUTPUTS / name / "study.json").is_file():

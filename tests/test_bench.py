@@ -119,7 +119,7 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("jobs,cpus,threads", [(1, 2, 2), (2, 2, 1), (3, 2, 1), (2, 16, 8), (4, 16, 4)])
 def test_parallel_jobs_share_the_cores(jobs, cpus, threads):
-    from poolstudy.cli import threads_per_job
+    from poolstudy.jobs.shell import threads_per_job
 
     assert threads_per_job(jobs, cpus) == threads
 
@@ -136,7 +136,7 @@ def test_whole_job_timing_reports_wall_and_rss(tmp_path, cache_dir):
 
 @pytest.mark.slow
 def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
-    from poolstudy.cli import threads_per_job
+    from poolstudy.jobs.shell import threads_per_job
 
     env = {"POOLSTUDY_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
     small = ("dataset.train_subset=200", "dataset.test_subset=100", "invariance.subset=50", "invariance.passes=1")

@@ -1,4 +1,4 @@
-"""The dropout -> BatchNorm variance shift, measured: poolstudy.analysis.bn_shift and python -m poolstudy.bn_shift."""
+"""The dropout -> BatchNorm variance shift, measured: poolstudy.evaluation.bn_shift and python -m poolstudy.bn_shift."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from poolstudy.analysis.bn_shift import compare_with_running_stats, measure_bn_inputs
-from poolstudy.training.batchnorm import recalibrate_batchnorm
+from poolstudy.evaluation.bn_shift import compare_with_running_stats, measure_bn_inputs
+from poolstudy.evaluation.batchnorm import recalibrate_batchnorm
 
 P, MEAN, VAR = 0.4, 1.5, 0.5  # dropout rate; mean and variance of every input channel
 

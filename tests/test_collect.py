@@ -22,8 +22,8 @@ from PIL import Image
 from scipy import stats
 
 from conftest import ROOT, require_real
-from poolstudy.analysis.stats import expected_max, holm
-from poolstudy.collect import main
+from poolstudy.results.stats import expected_max, holm
+from poolstudy.results.collector import main
 
 BASE_CONFIG = {
     "model": {"_target_": "poolstudy.models.create_model", "arch": "lenet", "in_channels": "${dataset.channels}",

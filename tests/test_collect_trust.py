@@ -16,7 +16,7 @@ import yaml
 from scipy import stats
 
 from conftest import ROOT
-from poolstudy.analysis import identity
+from poolstudy.results import identity
 from test_collect import cells_by, collect, make_hpo_sweep, write_job
 
 
@@ -364,11 +364,11 @@ def test_a_final_without_a_best_trial_or_summary(tmp_path, capsys):
 
 
 def test_stale_finals_against_the_summary_the_sweeper_writes(tmp_path, capsys):
-    """The contract with poolstudy.hpo.summary: its study_summary.json names the best trial."""
+    """The contract with poolstudy.hpo.study_summary: its study_summary.json names the best trial."""
     import optuna
 
     from poolstudy.hpo.budget import Budget
-    from poolstudy.hpo.summary import study_summary
+    from poolstudy.hpo.study_summary import study_summary
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="lenet-maxpool-mnist", direction="maximize")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from poolstudy.analysis.stats import holm
-from poolstudy.collect import main
+from poolstudy.results.stats import holm
+from poolstudy.results.collector import main
 from test_collect import write_job
 
 # (test_acc_raw, test_acc) per seed: the plain evaluation ranks strided first, re-estimation maxpool.

@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, compose
-from poolstudy.config_checks import check_config
+from poolstudy.jobs.config_checks import check_config
 from poolstudy.errors import PoolStudyError
 from poolstudy.training.schedule import build_scheduler
 

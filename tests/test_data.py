@@ -197,7 +197,7 @@ def test_committed_records_keep_their_batch_sequence():
 
 
 def test_a_size_one_batch_would_break_batchnorm_and_merged_batches_train_and_recalibrate():
-    from poolstudy.training.batchnorm import recalibrate_batchnorm
+    from poolstudy.evaluation.batchnorm import recalibrate_batchnorm
     from poolstudy.training.loop import train_epoch
 
     torch.manual_seed(0)

@@ -283,7 +283,7 @@ def test_a_job_exiting_130_stops_the_sweep_and_marks_its_trial(tmp_path, cache_d
     """The job shell turns Ctrl-C inside a job into SystemExit(130); the sweeper treats it as Ctrl-C."""
     app = tmp_path / "exit130.py"
     app.write_text(
-        "import sys\nimport hydra\nfrom poolstudy.cli import run_job\n"
+        "import sys\nimport hydra\nfrom poolstudy.jobs.shell import run_job\n"
         "@hydra.main(version_base='1.3', config_path=%r, config_name='config')\n"
         "def main(cfg):\n    if cfg.hpo.role == 'trial' and cfg.hpo.trial == 1:\n"
         "        print('interrupted during epoch 1', file=sys.stderr); raise SystemExit(130)\n"
@@ -305,7 +305,7 @@ def test_a_job_exiting_130_stops_the_sweep_and_marks_its_trial(tmp_path, cache_d
 def test_the_summary_table_never_pairs_another_trials_test_accuracy(tmp_path):
     """A study_summary.json whose final runs retrained trial 0 while its best trial is 2 (as written before
     stale finals were moved aside) gets no tuned test accuracy in hpo_summary.md."""
-    from poolstudy.hpo.summary import write_hpo_summary
+    from poolstudy.hpo.study_summary import write_hpo_summary
 
     base = {"status": "complete", "arch": "lenet", "downsample": "maxpool", "dataset": "shapes", "n_trials": 4,
             "n_complete": 4, "n_pruned": 0, "n_failed": 0, "best_val_acc": 0.9}

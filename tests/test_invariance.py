@@ -9,8 +9,8 @@ from torch import nn
 
 from conftest import compose
 from datafiles import make_idx_dataset
-from poolstudy.analysis.invariance import ProbeSettings, _seeded_model, prediction_distance, probe_invariance
-from poolstudy.config_checks import check_config
+from poolstudy.evaluation.invariance import ProbeSettings, _seeded_model, prediction_distance, probe_invariance
+from poolstudy.jobs.config_checks import check_config
 from poolstudy.data import catalogue, load_raw, load_splits
 from poolstudy.data.loader import Normalizer
 from poolstudy.data.shapes import SHAPE_CLASSES, make_shapes

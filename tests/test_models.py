@@ -4,7 +4,7 @@ from torch import nn
 
 from poolstudy.errors import InvalidModelError, PoolStudyError
 from poolstudy.models import DOWNSAMPLERS, LeNet, create_model
-from poolstudy.models.summary import count_macs, count_params, trace_shapes
+from poolstudy.models.profile import count_macs, count_params, trace_shapes
 
 SEED_MAXPOOL = {"type": "maxpool", "kernel_size": 2, "stride": 2, "padding": 0}
 SEED_STRIDED = {"type": "strided", "kernel_size": 5, "stride": 2}

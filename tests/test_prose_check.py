@@ -1,4 +1,4 @@
-"""The rule for numbers in a report's prose (poolstudy.prose_check), on small made-up reports."""
+"""The rule for numbers in a report's prose (poolstudy.results.prose_check), on small made-up reports."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from poolstudy import prose_check
-from poolstudy.publish import find_blocks
+from poolstudy.results import prose_check
+from poolstudy.results.publish import find_blocks
 
 TABLE_1 = "| variant | acc |\n|---|---|\n| maxpool | 99.11 ± 0.11 |\n| strided | 98.94 ± 0.05 |\n| Δ | -0.17 |\n| MACs | 1,021,200 |\n"
 TABLE_2 = "| variant | acc |\n|---|---|\n| maxpool | 85.72 ± 0.26 |\n| shift | 95.47 |\n"

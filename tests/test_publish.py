@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from poolstudy.analysis.archive import archive
-from poolstudy.publish import main as publish
+from poolstudy.results.archive import archive
+from poolstudy.results.publish import main as publish
 from test_collect import write_job
 
 REPORT = """# Results
@@ -246,8 +246,8 @@ def test_committed_results_prose_check_catches_a_changed_number(tmp_path, capsys
     text = (ROOT / "RESULTS.md").read_text()
     quoted = "the seed's max-pool LeNet scored 99.11 / 89.54 / 65.07 %"
     assert quoted in text
-    from poolstudy import prose_check
-    from poolstudy.publish import find_blocks
+    from poolstudy.results import prose_check
+    from poolstudy.results.publish import find_blocks
 
     spans = lambda t: [prose_check.Span(b.outer_start, b.outer_end, b.body) for b in find_blocks(t, Path("R"))]  # noqa: E731
     assert prose_check.check(text, spans(text)) == []

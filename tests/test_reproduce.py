@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from conftest import ROOT, SHARED_DATA, require_real
-from poolstudy.analysis.reproducibility import (BEYOND_NOISE, IDENTICAL, TOLERANCE_SDS, WITHIN_NOISE, compare_configs,
+from poolstudy.results.reproducibility import (BEYOND_NOISE, IDENTICAL, TOLERANCE_SDS, WITHIN_NOISE, compare_configs,
                                                 compare_runs, seed_noise)
 from poolstudy.reproduce import default_out_dir, load_record, main, sibling_seeds
 from poolstudy.utils import environment

@@ -20,7 +20,7 @@ from poolstudy.models import DOWNSAMPLERS, create_model
 from poolstudy.models.allcnn import MODEL_C_WINDOW
 from poolstudy.models.downsample import conv_stage, create_downsample
 from poolstudy.models.layers import BinomialBlur
-from poolstudy.models.summary import count_params, stage_sizes, trace_shapes
+from poolstudy.models.profile import count_params, stage_sizes, trace_shapes
 
 SWEEPS_DIR = ROOT / "sweeps"
 WINDOWED = ["maxpool", "avgpool", "lppool", "fracmaxpool", "strided", "conv", "convpool", "blurpool", "blurstrided"]
@@ -365,7 +365,7 @@ def test_a_kernel_grid_run_records_invalid_cells_and_goes_on(run_train, tmp_path
 # --- the params/MACs table ----------------------------------------------------------------------------
 
 def test_table_lists_every_operator_and_architecture(monkeypatch):
-    from poolstudy.models import table
+    from tools import operator_table as table
 
     assert [v[0] for v in table.VARIANTS] == ["lenet", "allcnn_c", "allcnn_c"]
     monkeypatch.setattr(table, "VARIANTS", (("lenet", {}),))  # All-CNN-C at full width is slow to trace

@@ -57,7 +57,7 @@ from poolstudy.errors import PoolStudyError
 from poolstudy.models.layers import FastCPUDropout, FastCPUMaxPool2d
 from poolstudy.training.loop import train_epoch
 from poolstudy.training.placement import place_model
-from poolstudy.training.run import build_model
+from poolstudy.jobs.run import build_model
 from poolstudy.utils.allocator import keep_freed_memory
 from poolstudy.utils.io import atomic_write_json
 
@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps, --reps and --batch-sizes must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from poolstudy.training.run import resolve_device
+    from poolstudy.jobs.run import resolve_device
 
     try:
         device = resolve_device(args.device)

@@ -31,8 +31,9 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from poolstudy.analysis.bn_shift import SEED_DROPOUT, compare_with_running_stats, measure_bn_inputs
-from poolstudy.analysis.records import CONFIG_SNAPSHOT, METRICS_FILE, Warnings, discover
+from poolstudy.evaluation.bn_shift import compare_with_running_stats, measure_bn_inputs
+from poolstudy.results.bn_shift_records import SEED_DROPOUT
+from poolstudy.results.records import CONFIG_SNAPSHOT, METRICS_FILE, Warnings, discover
 from poolstudy.errors import PoolStudyError
 from poolstudy.training.checkpoint import CHECKPOINT_FILE
 from poolstudy.utils.io import atomic_write_json
@@ -75,10 +76,10 @@ def _same(job: Path, what: str, measured: float, recorded: Any) -> None:
 def measure_job(job: Path) -> dict[str, Any]:
     """The shift record of one finished job (see the module docstring)."""
     from poolstudy.data import load_splits
-    from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
+    from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm
     from poolstudy.training.loop import evaluate
     from poolstudy.training.placement import place_model
-    from poolstudy.training.run import build_model, resolve_device
+    from poolstudy.jobs.run import build_model, resolve_device
 
     cfg, metrics, state = _load_record(job)
     trainer = cfg.trainer

@@ -6,7 +6,7 @@
 
 The job is re-run with ``train.py --config-path <job_dir>/.hydra --config-name config`` on the
 device and with the thread count the record names, into a new folder (never the record's), and
-the new metrics.json is compared with the recorded one (poolstudy.analysis.reproducibility):
+the new metrics.json is compared with the recorded one (poolstudy.results.reproducibility):
 
     identical                                    exit 0
     differs within seed noise, because <...>     exit 3
@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from poolstudy.analysis.reproducibility import (CONFIG_IGNORES, EXIT_CODES, compare_configs, compare_runs,
+from poolstudy.results.reproducibility import (CONFIG_IGNORES, EXIT_CODES, compare_configs, compare_runs,
                                                 flatten, format_comparison)
 from poolstudy.errors import PoolStudyError
 from poolstudy.utils.io import atomic_write_json

@@ -24,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from poolstudy.config_checks import check_config
+from poolstudy.jobs.config_checks import check_config
 from poolstudy.errors import PoolStudyError
 from poolstudy.hpo.suggest import command_with, params_override
 

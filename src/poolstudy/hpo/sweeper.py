@@ -41,8 +41,8 @@ from poolstudy.hpo.space import describe_space, grid_cells, search_space
 from poolstudy.hpo.storage import (damaged_storage_message, is_damage, mask_password, open_storage,
                                    refuse_written_password, sqlite_path, study_names, url_for_jobs)
 from poolstudy.hpo.suggest import command_with, params_override
-from poolstudy.hpo.summary import study_summary, write_hpo_summary
-from poolstudy.training.run import finished_metrics
+from poolstudy.hpo.study_summary import study_summary, write_hpo_summary
+from poolstudy.jobs.run import finished_metrics
 from poolstudy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)

@@ -10,12 +10,12 @@ from typing import Any
 
 import pandas as pd
 
-from poolstudy.analysis.cells import show_value
-from poolstudy.analysis.hpo import Study
-from poolstudy.analysis.metric_compare import MetricComparison
-from poolstudy.analysis.records import STATE_NAMES, STATES, Job
-from poolstudy.analysis.stats import Spread
-from poolstudy.analysis.summary import INVARIANCE_KEYS, CellSummary, Summary
+from poolstudy.results.cells import show_value
+from poolstudy.results.hpo_studies import Study
+from poolstudy.results.metric_compare import MetricComparison
+from poolstudy.results.records import STATE_NAMES, STATES, Job
+from poolstudy.results.stats import Spread
+from poolstudy.results.aggregate import INVARIANCE_KEYS, CellSummary, Summary
 
 DASH = "—"
 INVARIANCE_TITLES = {"shift_consistency": "shift consistency %", "prediction_distance_1px": "1-px prediction distance"}

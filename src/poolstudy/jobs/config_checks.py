@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from poolstudy.analysis.invariance import STABILITY_METRICS
+from poolstudy.evaluation.invariance import STABILITY_METRICS
 from poolstudy.data.shifts import PADDING_MODES
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.lenet import DROPOUT_POSITIONS

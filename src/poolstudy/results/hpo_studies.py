@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from poolstudy.analysis.cells import TUNING, Cell, Grouping, canonical_key, key_value, show_value
-from poolstudy.analysis.records import COMPLETE, MISSING, PARTIAL, Job, StudyFolder, Warnings, as_number
-from poolstudy.analysis.stats import best_so_far, expected_max
+from poolstudy.results.cells import TUNING, Cell, Grouping, canonical_key, key_value, show_value
+from poolstudy.results.records import COMPLETE, MISSING, PARTIAL, Job, StudyFolder, Warnings, as_number
+from poolstudy.results.stats import best_so_far, expected_max
 from poolstudy.errors import PoolStudyError
 
 TRIAL_STATES = ("complete", "pruned", "failed", "running")

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from poolstudy.analysis import plots, tables
-from poolstudy.analysis.cells import TUNING, Cell, show_value
-from poolstudy.analysis.hpo import Study
-from poolstudy.analysis.metric_compare import MetricComparison, record as comparison_record
-from poolstudy.analysis.records import COMPLETE, MISSING, STATE_NAMES, STATES, Job, Skipped
-from poolstudy.analysis.replicates import Duplicate
-from poolstudy.analysis.screening import Excluded
-from poolstudy.analysis.stats import Spread
-from poolstudy.analysis.summary import INVARIANCE_KEYS, CellSummary, Summary
+from poolstudy.results import plots, tables
+from poolstudy.results.cells import TUNING, Cell, show_value
+from poolstudy.results.hpo_studies import Study
+from poolstudy.results.metric_compare import MetricComparison, record as comparison_record
+from poolstudy.results.records import COMPLETE, MISSING, STATE_NAMES, STATES, Job, Skipped
+from poolstudy.results.replicates import Duplicate
+from poolstudy.results.screening import Excluded
+from poolstudy.results.stats import Spread
+from poolstudy.results.aggregate import INVARIANCE_KEYS, CellSummary, Summary
 from poolstudy.utils.io import atomic_write_json, atomic_write_text
 
 SUMMARY_MD = "summary.md"

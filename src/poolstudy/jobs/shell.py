@@ -44,7 +44,7 @@ from poolstudy.jobs.folder import CHECKPOINT_FILE, STATUS_FILE, JobFolderError, 
 from poolstudy.jobs.interrupt import (JobInterrupted, JobProgress, LauncherGone, cause_of, exit_code,
                                       handle_sigterm, main_process_command)
 from poolstudy.jobs.lock import FolderBusyError, JobLock
-from poolstudy.training.run import train_and_evaluate
+from poolstudy.jobs.run import train_and_evaluate
 from poolstudy.utils.io import NoSpaceError, atomic_write_json
 
 log = logging.getLogger("poolstudy")

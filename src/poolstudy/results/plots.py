@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from poolstudy.analysis.hpo import Study
-from poolstudy.analysis.summary import CellSummary, Summary
-from poolstudy.analysis.tables import metric_title, panel_name
+from poolstudy.results.hpo_studies import Study
+from poolstudy.results.aggregate import CellSummary, Summary
+from poolstudy.results.tables import metric_title, panel_name
 from poolstudy.utils.io import atomic_write_bytes
 
 MARKERS = "osD^vPX*"

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from poolstudy.analysis.cells import Cell, Grouping, key_value, sort_key
-from poolstudy.analysis.stats import Spread, spread
-from poolstudy.analysis.summary import METRICS, CellSummary, Summary, summarise
+from poolstudy.results.cells import Cell, Grouping, key_value, sort_key
+from poolstudy.results.stats import Spread, spread
+from poolstudy.results.aggregate import METRICS, CellSummary, Summary, summarise
 from poolstudy.errors import PoolStudyError
 
 

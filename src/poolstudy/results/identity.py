@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from poolstudy.analysis.records import MISSING, Job
+from poolstudy.results.records import MISSING, Job
 
 # Config keys (and key prefixes) that do not change what a job computes: where data and outputs live,
 # console output, threads, device choice, memory and layout housekeeping, checkpoints and the HPO

@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from poolstudy.analysis.cells import Cell, Grouping, show_value
-from poolstudy.analysis.identity import RECORDED_DATA_KEYS, recorded_data
-from poolstudy.analysis.records import MISSING, Job
+from poolstudy.results.cells import Cell, Grouping, show_value
+from poolstudy.results.identity import RECORDED_DATA_KEYS, recorded_data
+from poolstudy.results.records import MISSING, Job
 
 # Keys that differ between jobs by design or do not change results (hpo.*: the HPO sweeper's bookkeeping).
 PER_JOB_KEYS = frozenset({"seed", "data_dir", "cache_dir", "trainer.progress"})

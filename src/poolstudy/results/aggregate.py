@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from poolstudy.analysis.cells import TUNING, Cell, Grouping
-from poolstudy.analysis.records import Job, as_number
-from poolstudy.analysis.replicates import per_seed
-from poolstudy.analysis.stats import Comparison, Spread, compare, holm, spread
+from poolstudy.results.cells import TUNING, Cell, Grouping
+from poolstudy.results.records import Job, as_number
+from poolstudy.results.replicates import per_seed
+from poolstudy.results.stats import Comparison, Spread, compare, holm, spread
 from poolstudy.errors import PoolStudyError
 
 DEFAULT_BASELINE = "maxpool"

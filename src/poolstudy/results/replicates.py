@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from poolstudy.analysis import identity
-from poolstudy.analysis.cells import Cell, seed_key, show_value, sort_key
-from poolstudy.analysis.records import COMPLETE, MISSING, Job
+from poolstudy.results import identity
+from poolstudy.results.cells import Cell, seed_key, show_value, sort_key
+from poolstudy.results.records import COMPLETE, MISSING, Job
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from poolstudy.analysis.records import COMPLETE, MISSING, Job
+from poolstudy.results.records import COMPLETE, MISSING, Job
 from poolstudy.errors import PoolStudyError
 
 TUNING = "tuning"

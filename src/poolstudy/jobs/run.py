@@ -16,14 +16,14 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from poolstudy.analysis.invariance import invariance_metrics
-from poolstudy.config_checks import check_config
+from poolstudy.evaluation.invariance import invariance_metrics
+from poolstudy.jobs.config_checks import check_config
 from poolstudy.data import load_splits
 from poolstudy.errors import PoolStudyError
 from poolstudy.jobs.folder import METRICS_FILE, finished_metrics  # noqa: F401 (finished_metrics: the HPO sweeper's)
 from poolstudy.jobs.interrupt import JobProgress
-from poolstudy.models.summary import count_macs, count_params, format_summary, stage_sizes, trace_shapes
-from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
+from poolstudy.models.profile import count_macs, count_params, format_summary, stage_sizes, trace_shapes
+from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import evaluate, train_epoch
 from poolstudy.training.placement import auto_cuda_device, place_model

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poolstudy.analysis.records import METRICS_FILE, MISSING, STUDY_SUMMARY, Job, Warnings, flatten, lookup
-from poolstudy.analysis.summary import METRICS
+from poolstudy.results.records import METRICS_FILE, MISSING, STUDY_SUMMARY, Job, Warnings, flatten, lookup
+from poolstudy.results.aggregate import METRICS
 
 # snapshot key -> where metrics.json records the value the job actually trained with
 RECORDED_AS = {

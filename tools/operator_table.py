@@ -1,7 +1,7 @@
 """Parameters and MACs of every downsampling operator in every architecture, as a Markdown table.
 
-    python -m poolstudy.models.table              # from the repository root (reads conf/)
-    python -m poolstudy.models.table --conf-dir /path/to/conf
+    python -m tools.operator_table                # from the repository root (reads its conf/)
+    python -m tools.operator_table --conf-dir /path/to/conf
 
 Each operator gets the window its conf/model/<name>.yaml sets; in ``allcnn_c`` the window is
 replaced by Model C's 3x3 stride-2 one (MODEL_C_WINDOW, as sweeps/allcnn_c_family.yaml sets),
@@ -20,9 +20,10 @@ from omegaconf import OmegaConf
 from poolstudy.errors import InvalidModelError, PoolStudyError
 from poolstudy.models import DOWNSAMPLERS, create_model
 from poolstudy.models.allcnn import MODEL_C_WINDOW
-from poolstudy.models.summary import count_macs, count_params, trace_shapes
+from poolstudy.models.profile import count_macs, count_params, trace_shapes
 
 #: (label, input shape): MNIST and CIFAR-10 resolution
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RESOLUTIONS = (("28x28x1", (1, 28, 28)), ("32x32x3", (3, 32, 32)))
 #: (architecture, extra constructor arguments): each architecture at its defaults, and All-CNN-C
 #: also at the reduced width of sweeps/allcnn_c_family.yaml
@@ -82,7 +83,7 @@ def markdown_table(conf_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--conf-dir", type=Path, default=Path("conf"), help="the project's conf/ (default: ./conf)")
+    parser.add_argument("--conf-dir", type=Path, default=CONF_DIR, help=f"the project's conf/ (default: {CONF_DIR})")
     args = parser.parse_args(argv)
     try:
         print(markdown_table(args.conf_dir))
