@@ -91,7 +91,7 @@ def test_project_is_set_up_as_train_py_and_the_peer_as_a_plain_script():
 def test_the_peer_model_has_torchs_layers_and_fast_layers_is_the_only_difference():
     import torch
 
-    from poolstudy.models.layers import FastCPUDropout, FastCPUMaxPool2d
+    from poolstudy.models.fast_cpu import FastCPUDropout, FastCPUMaxPool2d
 
     stock = {FastCPUDropout: torch.nn.Dropout, FastCPUMaxPool2d: torch.nn.MaxPool2d}
     cfg = bench.job_config("maxpool", "mnist")

@@ -109,7 +109,7 @@ def test_create_model_errors_name_the_key():
 
 
 def test_fast_cpu_dropout_keeps_torch_dropouts_distribution_and_gradient():
-    from poolstudy.models.layers import FastCPUDropout
+    from poolstudy.models.fast_cpu import FastCPUDropout
 
     torch.manual_seed(0)
     layer = FastCPUDropout(0.4)
@@ -128,7 +128,7 @@ def test_fast_cpu_dropout_keeps_torch_dropouts_distribution_and_gradient():
 
 
 def test_lenet_dropout_is_the_fast_cpu_one():
-    from poolstudy.models.layers import FastCPUDropout
+    from poolstudy.models.fast_cpu import FastCPUDropout
 
     net = LeNet(1, 10, {"type": "maxpool", "kernel_size": 2, "stride": 2})
     dropouts = [m for m in net.modules() if isinstance(m, torch.nn.Dropout)]
@@ -138,7 +138,7 @@ def test_lenet_dropout_is_the_fast_cpu_one():
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(64, 6, 28, 28), (5, 16, 16, 16), (3, 2, 7, 9), (2, 3, 2, 3)])
 def test_fast_cpu_max_pool_matches_torch_exactly_without_gradients(shape, channels_last):
-    from poolstudy.models.layers import FastCPUMaxPool2d
+    from poolstudy.models.fast_cpu import FastCPUMaxPool2d
 
     torch.manual_seed(0)
     layer = FastCPUMaxPool2d(2, 2)
@@ -155,7 +155,7 @@ def test_fast_cpu_max_pool_matches_torch_exactly_without_gradients(shape, channe
 
 
 def test_fast_cpu_max_pool_trains_with_torchs_kernel_and_keeps_other_windows():
-    from poolstudy.models.layers import FastCPUMaxPool2d
+    from poolstudy.models.fast_cpu import FastCPUMaxPool2d
 
     torch.manual_seed(0)
     x = torch.randint(0, 3, (2, 4, 8, 8)).float().requires_grad_(True)
@@ -175,7 +175,7 @@ def test_fast_cpu_max_pool_trains_with_torchs_kernel_and_keeps_other_windows():
 
 
 def test_maxpool_lenet_evaluates_exactly_like_the_seeds_torch_layers():
-    from poolstudy.models.layers import FastCPUMaxPool2d
+    from poolstudy.models.fast_cpu import FastCPUMaxPool2d
 
     torch.manual_seed(0)
     ours = LeNet(1, 10, SEED_MAXPOOL).eval().to(memory_format=torch.channels_last)
@@ -194,7 +194,7 @@ def test_maxpool_lenet_evaluates_exactly_like_the_seeds_torch_layers():
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(64, 120, 4, 4), (64, 120, 3, 3), (7, 5, 6, 7), (16, 10, 1, 1)])
 def test_global_mean_is_torchs_mean_forward_and_backward(shape, channels_last):
-    from poolstudy.models.layers import global_mean
+    from poolstudy.models.fast_cpu import global_mean
 
     torch.manual_seed(0)
     x = torch.randn(shape)
@@ -246,7 +246,7 @@ class SeedLeNetBeforeDropoutPosition(nn.Module):
         self.fc = nn.Linear(120, num_classes)
 
     def forward(self, x):
-        from poolstudy.models.layers import global_mean
+        from poolstudy.models.fast_cpu import global_mean
 
         return self.fc(global_mean(self.conv3(self.conv2(self.conv1(x)))))
 

@@ -54,7 +54,7 @@ from poolstudy.data import load_raw
 from poolstudy.data.catalogue import CIFAR_JPEG_LABEL
 from poolstudy.data.loader import Normalizer, TensorBatches
 from poolstudy.errors import PoolStudyError
-from poolstudy.models.layers import FastCPUDropout, FastCPUMaxPool2d
+from poolstudy.models.fast_cpu import FastCPUDropout, FastCPUMaxPool2d
 from poolstudy.training.loop import train_epoch
 from poolstudy.training.placement import place_model
 from poolstudy.jobs.run import build_model

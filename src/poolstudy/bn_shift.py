@@ -77,7 +77,7 @@ def measure_job(job: Path) -> dict[str, Any]:
     """The shift record of one finished job (see the module docstring)."""
     from poolstudy.data import load_splits
     from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm
-    from poolstudy.training.loop import evaluate
+    from poolstudy.evaluation.evaluate import evaluate
     from poolstudy.training.placement import place_model
     from poolstudy.jobs.run import build_model, resolve_device
 

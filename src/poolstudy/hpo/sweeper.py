@@ -66,7 +66,11 @@ class Cell:
     settings: dict[str, Any]
 
 
-class FairOptunaSweeper(OptunaSweeperImpl):
+class FairOptunaSweeperImpl(OptunaSweeperImpl):
+    """The logic behind ``hydra/sweeper=poolstudy_optuna`` (the Hydra plugin class
+    ``hydra_plugins.poolstudy_sweeper.sweeper.FairOptunaSweeper`` holds one), as hydra-optuna-sweeper's
+    ``OptunaSweeper`` holds an ``OptunaSweeperImpl``."""
+
     def __init__(self, sampler: Any, direction: Any, storage: str, study_prefix: str, n_trials: int, n_jobs: int,
                  params: DictConfig | None, pruner: Any, max_failure_fraction: float, final_seeds: int,
                  extend: bool) -> None:

@@ -25,7 +25,8 @@ from poolstudy.jobs.interrupt import JobProgress
 from poolstudy.models.profile import count_macs, count_params, format_summary, stage_sizes, trace_shapes
 from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
-from poolstudy.training.loop import evaluate, train_epoch
+from poolstudy.evaluation.evaluate import evaluate
+from poolstudy.training.loop import train_epoch
 from poolstudy.training.placement import auto_cuda_device, place_model
 from poolstudy.training.schedule import build_scheduler
 from poolstudy.utils.allocator import keep_freed_memory

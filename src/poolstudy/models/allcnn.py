@@ -18,7 +18,7 @@ from torch import nn
 
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.downsample import Downsample, conv_stage, create_downsample
-from poolstudy.models.layers import FastCPUDropout, global_mean
+from poolstudy.models.fast_cpu import FastCPUDropout, global_mean
 
 #: The paper's 3x3 pool with stride 2 (and its strided/extra convolutions). Padding 1 gives the
 #: paper's 6x6 maps before global averaging on 32x32 inputs (32 -> 16 -> 8 -> valid 3x3 -> 6).

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from poolstudy.errors import PoolStudyError
-from poolstudy.models.layers import BinomialBlur, FastCPUDropout, FastCPUMaxPool2d, FractionalMaxPool
+from poolstudy.models.fast_cpu import FastCPUDropout, FastCPUMaxPool2d
+from poolstudy.models.layers import BinomialBlur, FractionalMaxPool
 
 DOWNSAMPLERS: dict[str, type[Downsample]] = {}
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.downsample import Downsample, conv_stage, create_downsample
-from poolstudy.models.layers import FastCPUDropout, global_mean
+from poolstudy.models.fast_cpu import FastCPUDropout, global_mean
 
 #: Where LeNet's one Dropout layer sits (``model.dropout_position``).
 DROPOUT_POSITIONS = ("before_bn", "after_bn")

@@ -46,18 +46,3 @@ def train_epoch(model: nn.Module, batches: TensorBatches, optimizer, scheduler=N
     if not math.isfinite(mean_loss):
         raise TrainingDivergedError(f"training loss became {mean_loss}")
     return EpochStats(mean_loss, correct.item() / n, time.perf_counter() - start)
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, batches: TensorBatches) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over all batches, in eval mode."""
-    model.eval()
-    device = batches.images.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    for x, y in batches:
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    n = batches.num_samples
-    return loss_sum.item() / n, correct.item() / n
