@@ -7,9 +7,9 @@ import torch
 
 from conftest import SHARED_DATA, require_real
 from datafiles import idx_bytes, make_idx_dataset, make_image_folder, make_tar_gz
-from poolstudy.data import catalogue, load_raw, load_splits
+from poolstudy.data import catalogue, idx, load_raw, load_splits
 from poolstudy.data.loader import Normalizer, TensorBatches
-from poolstudy.data.sources import parse_idx
+from poolstudy.data.idx import parse_idx
 from poolstudy.data.splits import stratified_split, stratified_subset
 from poolstudy.errors import DataError, PoolStudyError
 from omegaconf import OmegaConf
@@ -59,7 +59,7 @@ def test_decoded_cache_is_reused_and_data_dir_stays_untouched(tmp_path, monkeypa
     def no_decode(*a, **k):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(catalogue, "read_idx_dataset", no_decode)
+    monkeypatch.setattr(idx, "read_idx_dataset", no_decode)
     second = load_raw("mnist", data, tmp_path / "cache")
     assert torch.equal(first.train_x, second.train_x) and second.classes == first.classes
     # in-process: the very same object, no disk read

@@ -10,7 +10,7 @@ import torch
 
 from conftest import ROOT
 from datafiles import make_gray_folder, make_idx_dataset, make_tar_gz, save_images
-from poolstudy.data import catalogue, load_raw, paths
+from poolstudy.data import catalogue, idx, load_raw, paths
 from poolstudy.data.cachekey import _DIGESTS
 from poolstudy.errors import DataError
 
@@ -96,7 +96,7 @@ def test_same_content_elsewhere_shares_the_cache_but_records_its_own_path(tmp_pa
     shutil.copytree(tmp_path / "one", tmp_path / "two")
     load_raw("mnist", tmp_path / "one", tmp_path / "cache")
     catalogue._MEMORY.clear()
-    monkeypatch.setattr(catalogue, "read_idx_dataset", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(idx, "read_idx_dataset", lambda *a: pytest.fail("decoded again"))
     raw = load_raw("mnist", tmp_path / "two", tmp_path / "cache")
     assert raw.source == f"MNIST IDX files in {tmp_path / 'two' / 'MNIST' / 'raw'}"
 

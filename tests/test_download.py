@@ -56,7 +56,7 @@ def test_missing_files_are_downloaded_into_the_cache_when_the_server_answers(tmp
     calls = []
     probed = []
     monkeypatch.setattr(download, "network_answers", lambda url, timeout=3.0: probed.append(url) or (True, ""))
-    monkeypatch.setattr(catalogue, "fetch_with_torchvision", fake_torchvision_download(calls))
+    monkeypatch.setattr(download, "fetch_with_torchvision", fake_torchvision_download(calls))
     raw = load_raw("fashion_mnist", tmp_path / "empty", tmp_path / "cache", download=setting)
     assert calls == [("FashionMNIST", tmp_path / "cache" / "download")]
     assert probed == download.server_urls("FashionMNIST")[:1]  # the first answer decides
@@ -68,7 +68,7 @@ def test_missing_files_are_downloaded_into_the_cache_when_the_server_answers(tmp
 
 def test_no_answer_gives_the_message_with_every_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(download, "network_answers", lambda url, timeout=3.0: (False, "no answer within 3 s"))
-    monkeypatch.setattr(catalogue, "fetch_with_torchvision", lambda *a: pytest.fail("tried to download"))
+    monkeypatch.setattr(download, "fetch_with_torchvision", lambda *a: pytest.fail("tried to download"))
     with pytest.raises(DataError) as err:
         load_raw("cifar10", tmp_path / "empty", tmp_path / "cache", download="auto")
     msg = str(err.value)

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 from poolstudy.data import load_raw
-from poolstudy.data.catalogue import CIFAR_JPEG_LABEL
+from poolstudy.data.cifar10 import CIFAR_JPEG_LABEL
 from poolstudy.data.loader import Normalizer, TensorBatches
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.fast_cpu import FastCPUDropout, FastCPUMaxPool2d

@@ -13,12 +13,20 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from poolstudy.errors import DataError
 
 DOWNLOAD_CHOICES = "true, false or auto"
 PROBE_TIMEOUT_S = 3.0
+OFFLINE_CHOICE = "or train offline on dataset=shapes (synthetic shapes, no files needed)"
+
+
+def download_fix(cache_dir: Path) -> str:
+    """The end of a "not found" message: how to get the files another way."""
+    return (f"set dataset.download=true on a machine with network access (torchvision downloads it into "
+            f"{cache_dir / 'download'}), {OFFLINE_CHOICE}")
 
 
 def download_setting(value: Any) -> bool | str:

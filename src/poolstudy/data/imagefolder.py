@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from poolstudy.data.cache import extracted
+from poolstudy.data.paths import describe, resolve_data_path
+from poolstudy.data.raw import Located, RawDataset
 from poolstudy.errors import DataError
 
 COLOR_MODES = ("auto", "grayscale", "rgb")
@@ -118,11 +121,9 @@ def _has_colour(arr: np.ndarray) -> bool:
 def read_image_folder(root: Path, color_mode: str = "auto", source: str | None = None):
     """Decode ``root/{train,test}/<class>/*`` into uint8 tensors (N, C, H, W) and int64 labels.
 
-    Returns a :class:`poolstudy.data.sources.RawDataset`. Raises :class:`DataError` naming the
+    Returns a :class:`poolstudy.data.raw.RawDataset`. Raises :class:`DataError` naming the
     folder or every offending file (up to ``MAX_LISTED``, then a count).
     """
-    from poolstudy.data.sources import RawDataset
-
     if color_mode not in COLOR_MODES:
         raise DataError(f"dataset.color_mode = {color_mode!r} is not valid: it must be one of {', '.join(COLOR_MODES)}.")
     listings = {split: _listing(root, split) for split in ("train", "test")}
@@ -182,3 +183,30 @@ def read_image_folder(root: Path, color_mode: str = "auto", source: str | None =
     (train_x, train_y), (test_x, test_y) = tensors(arrays["train"]), tensors(arrays["test"])
     return RawDataset(train_x, train_y, test_x, test_y, train_classes, source or f"image folder {root}",
                       [root / "train", root / "test"])
+
+
+def locate(root: str | None, cache_dir: Path, color_mode: str) -> Located:
+    """``dataset.root``: a folder or a .tar/.tar.gz/.tgz of one (extracted into the cache); DataError otherwise."""
+    if not root:
+        raise DataError(
+            "dataset=imagefolder needs dataset.root: a folder laid out as <root>/{train,test}/<class>/*.jpg|png "
+            "(or a .tar/.tar.gz of such a folder), e.g. dataset.root=/data/cifar10-jpeg."
+        )
+    path = resolve_data_path(root)
+    settings = (f"color_mode={color_mode}",)
+    source = f"image folder {path} (color_mode={color_mode})"
+    if path.is_file() and path.name.endswith((".tar", ".tar.gz", ".tgz")):
+        def read() -> RawDataset:
+            dest = extracted(path, cache_dir)
+            inner = [p for p in dest.iterdir() if p.is_dir() and not is_ignored(p.name)]
+            tree = dest if (dest / "train").is_dir() else (inner[0] if len(inner) == 1 else dest)
+            return read_image_folder(tree, color_mode, source)
+
+        return Located([("archive", path)], read, source, settings)
+    if not path.is_dir():
+        problem = "is a file but not a .tar, .tar.gz or .tgz archive" if path.is_file() else "does not exist"
+        raise DataError(
+            f"dataset.root = {root!r} {problem}{describe(root, 'dataset.root')}. It must be a folder laid out "
+            f"as <root>/{{train,test}}/<class>/<image> or a .tar.gz archive of one."
+        )
+    return Located(tree_files(path), lambda: read_image_folder(path, color_mode, source), source, settings)

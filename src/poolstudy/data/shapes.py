@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from poolstudy.data.sources import RawDataset
+from poolstudy.data.raw import RawDataset
 
 SHAPE_CLASSES = ["square", "disk", "triangle", "cross"]
 IMAGE_SIZE = 28
