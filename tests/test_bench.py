@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import SHARED_DATA, require_real
-from poolstudy import bench
+from benchmarks import bench, common, sweeps
 
 
 @pytest.mark.realdata
@@ -62,20 +62,20 @@ def test_paired_ratio_cancels_a_drift_that_the_ratio_of_medians_keeps():
     a = [100 * s for s in speed]
     b = [200 * s for s in speed]
     b[2] = 120
-    ratio = bench.paired_ratio(b, a)
+    ratio = common.paired_ratio(b, a)
     assert ratio["runs"] == pytest.approx([2, 2, 4 / 3, 2, 2])
     assert ratio["median"] == pytest.approx(2) and ratio["min"] == pytest.approx(4 / 3) and ratio["max"] == pytest.approx(2)
-    assert bench.statistics.median(b) / bench.statistics.median(a) == pytest.approx(1.5)  # what it replaces
+    assert common.statistics.median(b) / common.statistics.median(a) == pytest.approx(1.5)  # what it replaces
     with pytest.raises(ValueError):
-        bench.paired_ratio([1.0, 2.0], [1.0])
+        common.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_project_is_set_up_as_train_py_and_the_peer_as_a_plain_script():
     import torch
 
-    cfg = bench.job_config("maxpool", "mnist")
-    project_model, project_optimizer = bench._set_up(cfg, 1, torch.device("cpu"))
-    peer_model, peer_optimizer = bench._set_up(cfg, 1, torch.device("cpu"), as_train_py=False)
+    cfg = common.job_config("maxpool", "mnist")
+    project_model, project_optimizer = common.set_up(cfg, 1, torch.device("cpu"))
+    peer_model, peer_optimizer = common.set_up(cfg, 1, torch.device("cpu"), as_train_py=False)
     # the same architecture with the same initial weights
     assert [p.shape for p in project_model.parameters()] == [p.shape for p in peer_model.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(project_model.parameters(), peer_model.parameters()))
@@ -94,16 +94,25 @@ def test_the_peer_model_has_torchs_layers_and_fast_layers_is_the_only_difference
     from poolstudy.models.fast_cpu import FastCPUDropout, FastCPUMaxPool2d
 
     stock = {FastCPUDropout: torch.nn.Dropout, FastCPUMaxPool2d: torch.nn.MaxPool2d}
-    cfg = bench.job_config("maxpool", "mnist")
-    project, _ = bench._set_up(cfg, 1, torch.device("cpu"))
-    peer, _ = bench._set_up(cfg, 1, torch.device("cpu"), as_train_py=False)
-    fast, _ = bench._set_up(cfg, 1, torch.device("cpu"), as_train_py=False, fast_layers=True)
+    cfg = common.job_config("maxpool", "mnist")
+    project, _ = common.set_up(cfg, 1, torch.device("cpu"))
+    peer, _ = common.set_up(cfg, 1, torch.device("cpu"), as_train_py=False)
+    fast, _ = common.set_up(cfg, 1, torch.device("cpu"), as_train_py=False, fast_layers=True)
     ours = [type(m) for m in project.modules()]
     assert ours.count(FastCPUDropout) == 1 and ours.count(FastCPUMaxPool2d) == 2
     assert [type(m) for m in peer.modules()] == [stock.get(t, t) for t in ours]
     assert [type(m) for m in fast.modules()] == ours
     assert next(m for m in peer.modules() if isinstance(m, torch.nn.Dropout)).p == 0.4
     assert repr(peer.conv2[3]) == repr(torch.nn.MaxPool2d(2, 2))
+
+
+def test_the_old_command_names_the_new_one():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "poolstudy.bench", "--options"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("from the repository root run: python -m benchmarks.bench --options")
 
 
 def test_bench_rejects_bad_arguments(capsys):
@@ -127,7 +136,7 @@ def test_parallel_jobs_share_the_cores(jobs, cpus, threads):
 @pytest.mark.slow
 def test_whole_job_timing_reports_wall_and_rss(tmp_path, cache_dir):
     env = {"POOLSTUDY_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
-    wall, rss, faults = bench._run_train(["dataset=shapes", "trainer.epochs=1", "dataset.train_subset=200",
+    wall, rss, faults = sweeps.run_train(["dataset=shapes", "trainer.epochs=1", "dataset.train_subset=200",
                                           f"hydra.run.dir={tmp_path / 'job'}"], env)
     assert wall > 0 and rss > 50  # a torch process holds well over 50 MB
     assert faults > rss * 256 / 4  # at least a quarter of its resident 4 KiB pages were faulted in
@@ -140,7 +149,7 @@ def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
 
     env = {"POOLSTUDY_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
     small = ("dataset.train_subset=200", "dataset.test_subset=100", "invariance.subset=50", "invariance.passes=1")
-    report = bench.bench_sweeps(tmp_path, env, epochs=1, dataset="shapes", single_datasets=("shapes",),
+    report = sweeps.bench_sweeps(tmp_path, env, epochs=1, dataset="shapes", single_datasets=("shapes",),
                                 overrides=small)
     for name in ("sequential", "sequential_training_only", "parallel_2x1"):
         sweep = report[name]

@@ -45,7 +45,7 @@ def test_every_optimizer_and_schedule_builds(optimizer, scheduler):
     params = [torch.nn.Parameter(torch.zeros(3))]
     opt = instantiate(cfg.optimizer)(params)
     assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
-    assert opt.defaults["fused"] is True  # measured faster on the CPU (python -m poolstudy.bench --options)
+    assert opt.defaults["fused"] is True  # measured faster on the CPU (python -m benchmarks.bench --options)
     sched = build_scheduler(cfg.scheduler, opt, epochs=2, steps_per_epoch=5)
     assert (sched is None) == (scheduler == "none")
     for _ in range(10):

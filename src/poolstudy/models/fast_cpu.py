@@ -18,7 +18,7 @@ class FastCPUDropout(nn.Dropout):
 
     torch's CPU dropout draws its mask with ``bernoulli_``, which here ran at ~14 ns per element
     against ~5 ns for ``rand_like``; with torch's layer the LeNets' training steps were 4-15 %
-    slower (``python -m poolstudy.bench --options``, then named ``torch_dropout``; ``fast_layers``
+    slower (``python -m benchmarks.bench --options``, then named ``torch_dropout``; ``fast_layers``
     now, with FastCPUMaxPool2d). Other devices keep torch's own fused kernel.
     """
 

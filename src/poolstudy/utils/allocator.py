@@ -5,7 +5,7 @@ With its default thresholds glibc serves such sizes with fresh mmap()s or trims 
 top once freed, so the next step touches new pages, which the kernel zero-fills: a one-epoch
 ``train.py`` job took ~1.8 M minor page faults (~1,100-1,700 per step of the max-pool LeNet on
 32x32x3 data). With the thresholds raised the freed blocks are reused: ~0.2 M faults and a
-3-20 % shorter epoch (``python -m poolstudy.bench --sweeps``, single-job rows), for 2.5-7 %
+3-20 % shorter epoch (``python -m benchmarks.bench --sweeps``, single-job rows), for 2.5-7 %
 more peak memory: the process keeps what it once used until it exits. PyTorch's CPU performance
 guides give the same advice (jemalloc/tcmalloc); this is glibc's own knob for it.
 """
