@@ -3,6 +3,7 @@
     python train.py                                   # seed max-pool LeNet on MNIST
     python train.py -m model=maxpool,strided dataset=mnist,cifar10
     python train.py -m model=maxpool,strided --cfg job   # the config of each job, nothing run
+    python train.py -m experiment=seed_replication       # a ready-made study (conf/experiment/)
 """
 
 import sys
@@ -23,6 +24,9 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
+    sys.argv, notes = cmdline.current_forms(sys.argv)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if cmdline.wants_jobs_shown(sys.argv):  # -m ... --cfg job: every job's config, nothing run
         sys.exit(cmdline.show_jobs(sys.argv, here, "config"))
     misplaced = cmdline.search_space_without_hpo(sys.argv, here, "config")

@@ -1,4 +1,4 @@
-"""Every study behind RESULTS.md, from scratch, sized for a 2-core CPU.
+"""Every study behind RESULTS.md, from scratch, sized for a 2-core CPU: runs their configs and archives them.
 
     python sweeps/make_results.py            # run (or resume) every study, archive its records, publish
     python sweeps/make_results.py --list     # the commands, nothing run
@@ -10,8 +10,10 @@ are skipped); a study whose study.json exists is not run again, so its measured 
 small records are then copied to docs/studies/<study>/ (committed), and `python -m poolstudy.publish
 RESULTS.md` rewrites the report's tables from them.
 
-On a GPU, drop the CPU budget (BUDGET) and the local_parallel launcher and add trainer.device=cuda; the
-commands are printed with --list --gpu.
+What each step trains is its experiment config (conf/experiment/, results/ for the reduced versions this
+machine ran); this runner only adds how the machine runs it (CPU), the folder, and the operators a step
+chooses from the results of the step before it. On a GPU the CPU budget goes (FULL_SCALE), the
+local_parallel launcher too, and trainer.device=cuda is added; the commands are printed with --list --gpu.
 """
 
 from __future__ import annotations
@@ -31,24 +33,43 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = Path("outputs/results")
 RECORDS = Path("docs/studies")
 TRAIN = [sys.executable, "train.py", "-m"]
+# How this 2-core CPU runs a study: two jobs at a time, one torch thread each, no progress bars.
 CPU = ["hydra/launcher=local_parallel", "trainer.progress=false"]
-# The reduced budget every tuned/untuned comparison shares: 10,000 stratified training images, 3 epochs.
-BUDGET = ["dataset.train_subset=10000", "trainer.epochs=3"]
-HPO = ["hparams_search=optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2"]
-ZOO = "maxpool,avgpool,lppool,blurpool,strided,conv,convpool,none"
-# All ten operators, `none` first: its three CIFAR-10 jobs take ~15x a max-pool job each, and started first
-# they run beside the others instead of alone at the end (the grid is the sweep file's; only the order differs).
-ZOO_ALL = "none,maxpool,avgpool,lppool,fracmaxpool,strided,conv,convpool,blurpool,blurstrided"
 ZOO_TUNED = 2  # the zoo's best operators (by validation accuracy) tuned besides maxpool and strided
-ALLCNN_BUDGET = ["trainer.epochs=4"]  # on top of the sweep file's width 0.25 and 10,000 images
 
-
-def _sweep(folder: str) -> str:
-    return f"hydra.sweep.dir={OUTPUTS / folder}"
-
-
-def _zoo_tuning(models: str) -> list[str]:
-    return [*HPO, f"model={models}", "dataset=mnist,fashion_mnist", *BUDGET, *CPU, _sweep("operator_zoo/hpo")]
+# Each study: its steps, in order, as (experiment config in conf/experiment/, sub-folder of
+# outputs/results/<study>/ or "" for the study's own folder). What each step trains is in its config.
+STUDIES: dict[str, list[tuple[str, str]]] = {
+    # 1. the seed's question at the trainer's defaults (full training sets, 5 epochs), 5 seeds
+    "seed_replication": [("seed_replication", "")],
+    # 1b. the same pair, each tuned with the same Optuna budget, against untuned runs at that budget
+    "seed_replication_tuned": [("results/seed_replication_tuned_untuned", "untuned"),
+                               ("results/seed_replication_tuned_hpo", "hpo")],
+    # 2. eight operators at the reduced budget; the best two others (validation accuracy) tuned
+    "operator_zoo": [("results/operator_zoo_defaults", "defaults"), ("results/operator_zoo_tuned", "hpo")],
+    # 3. kernel size x stride on Fashion-MNIST (invalid cells are recorded, not crashed)
+    "kernel_stride_grid": [("results/kernel_stride_grid", "")],
+    # 4. Springenberg et al.'s Model C family on CIFAR-10 (reduced width and data, 4 epochs)
+    "allcnn_c_family": [("results/allcnn_c_family", "")],
+    # 0b. the fixes for the seed's dropout -> BatchNorm variance shift, at the defaults, 3 seeds: no dropout,
+    # and dropout after every BatchNorm (seed_replication holds the seed's placement)
+    "dropout_fixes": [("results/dropout_fixes_no_dropout", "no_dropout"),
+                      ("results/dropout_fixes_after_bn", "after_bn")],
+    # 6. all ten operators on CIFAR-10 at the defaults, 3 seeds
+    "operator_zoo_cifar10": [("results/operator_zoo_cifar10", "")],
+}
+# Overrides of a step chosen from the results of the steps before it.
+CHOSEN = {"results/operator_zoo_tuned": lambda: [f"model={_zoo_best(ZOO_TUNED)}"]}
+CHOSEN_SHOWN = {"results/operator_zoo_tuned": ["model=<best two of the zoo>"]}
+# --gpu: what the CPU budget of each step reduced (its config's data, epochs and width), back at full scale
+FULL_SCALE = {
+    "results/seed_replication_tuned_untuned": ["dataset.train_subset=null", "trainer.epochs=5"],
+    "results/seed_replication_tuned_hpo": ["dataset.train_subset=null", "trainer.epochs=5"],
+    "results/operator_zoo_defaults": ["dataset.train_subset=null", "trainer.epochs=5"],
+    "results/operator_zoo_tuned": ["dataset.train_subset=null", "trainer.epochs=5"],
+    "results/kernel_stride_grid": ["dataset.train_subset=null", "trainer.epochs=5"],
+    "results/allcnn_c_family": ["model.width=1.0", "dataset.train_subset=null", "trainer.epochs=100"],
+}
 
 
 def _zoo_best(n: int) -> str:
@@ -70,47 +91,13 @@ def _zoo_best(n: int) -> str:
     return ",".join(ranked[:n])
 
 
-STUDIES: dict[str, list] = {
-    # 1. the seed's question at the trainer's defaults (full training sets, 5 epochs), 5 seeds
-    "seed_replication": [
-        ["+sweeps=seed_replication", *CPU, _sweep("seed_replication")],
-    ],
-    # 1b. the same pair, each tuned with the same Optuna budget, against untuned runs at that budget
-    "seed_replication_tuned": [
-        ["model=maxpool,strided", "dataset=mnist,fashion_mnist,cifar10", "seed=0,1,2,3,4", *BUDGET, *CPU,
-         _sweep("seed_replication_tuned/untuned")],
-        [*HPO, "model=maxpool,strided", "dataset=mnist,fashion_mnist,cifar10", *BUDGET, *CPU,
-         _sweep("seed_replication_tuned/hpo")],
-    ],
-    # 2. eight operators at defaults; the best two others (validation accuracy) tuned
-    "operator_zoo": [
-        [f"model={ZOO}", "dataset=mnist,fashion_mnist", "seed=0,1,2", *BUDGET, *CPU,
-         _sweep("operator_zoo/defaults")],
-        lambda: _zoo_tuning(_zoo_best(ZOO_TUNED)),
-    ],
-    # 3. kernel size x stride on Fashion-MNIST (invalid cells are recorded, not crashed)
-    "kernel_stride_grid": [
-        ["+sweeps=kernel_stride_grid", "dataset=fashion_mnist", *BUDGET, *CPU, _sweep("kernel_stride_grid")],
-    ],
-    # 4. Springenberg et al.'s Model C family on CIFAR-10 (the sweep file's reduced width and data)
-    "allcnn_c_family": [
-        ["+sweeps=allcnn_c_family", *ALLCNN_BUDGET, *CPU, _sweep("allcnn_c_family")],
-    ],
-    # 0b. the fixes for the seed's dropout -> BatchNorm variance shift, at the defaults, 3 seeds: no dropout,
-    # and dropout after every BatchNorm (seed_replication holds the seed's placement)
-    "dropout_fixes": [
-        ["+sweeps=dropout_fixes", "model.dropout=0", *CPU, _sweep("dropout_fixes/no_dropout")],
-        ["+sweeps=dropout_fixes", "model.dropout_position=after_bn", *CPU, _sweep("dropout_fixes/after_bn")],
-    ],
-    # 6. all ten operators on CIFAR-10 at the defaults, 3 seeds
-    "operator_zoo_cifar10": [
-        ["+sweeps=operator_zoo", f"model={ZOO_ALL}", "dataset=cifar10", *CPU, _sweep("operator_zoo_cifar10")],
-    ],
-}
-
-
-def _resolve(step) -> list[str]:
-    return [*TRAIN, *(step() if callable(step) else step)]
+def command(study: str, experiment: str, folder: str, chosen: list[str] | None = None,
+            gpu: bool = False) -> list[str]:
+    """train.py's argv for one step: the experiment, the overrides chosen from earlier steps, how this
+    machine runs it (``CPU``, or on a GPU the full scale and ``trainer.device=cuda``), and its folder."""
+    machine = [*FULL_SCALE.get(experiment, []), "trainer.device=cuda"] if gpu else CPU
+    sweep_dir = OUTPUTS / study / folder if folder else OUTPUTS / study
+    return [*TRAIN, f"experiment={experiment}", *(chosen or []), *machine, f"hydra.sweep.dir={sweep_dir}"]
 
 
 def _show(argv: list[str]) -> str:
@@ -135,8 +122,8 @@ def run_study(name: str) -> None:
         return
     commands: list[str] = []
     start = time.perf_counter()
-    for step in STUDIES[name]:
-        argv = _resolve(step)
+    for experiment, sub in STUDIES[name]:
+        argv = command(name, experiment, sub, CHOSEN[experiment]() if experiment in CHOSEN else None)
         commands.append(_show(argv))
         print(f"[{name}] {commands[-1]}", flush=True)
         if subprocess.run(argv).returncode != 0:
@@ -173,14 +160,8 @@ def main() -> None:
     names = args.only or list(STUDIES)
     if args.list:
         for name in names:
-            for step in STUDIES[name]:
-                argv = [*TRAIN, *(_zoo_tuning("<the zoo's best two>") if callable(step) else step)]
-                if args.gpu:
-                    argv = [a for a in argv if a not in BUDGET + CPU + ALLCNN_BUDGET]
-                    argv.append("trainer.device=cuda")
-                    if name == "allcnn_c_family":  # the paper's width, data and epochs
-                        argv += ["model.width=1.0", "dataset.train_subset=null", "trainer.epochs=100"]
-                print(f"{name}: {_show(argv)}")
+            for experiment, sub in STUDIES[name]:
+                print(f"{name}: {_show(command(name, experiment, sub, CHOSEN_SHOWN.get(experiment), args.gpu))}")
         return
     failed = []
     if not args.publish:

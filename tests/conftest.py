@@ -1,3 +1,5 @@
+"""Fixtures shared by every test; helper functions are in the ``helpers`` package (tests/helpers/)."""
+
 from __future__ import annotations
 
 import os
@@ -7,18 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("POOLSTUDY_TEST_DATA", ROOT.parent / "shared" / "datasets"))
-CONF_DIR = ROOT / "conf"
-
-
-def have_real(*names: str) -> bool:
-    return all((SHARED_DATA / n).exists() for n in names)
-
-
-def require_real(*names: str) -> None:
-    if not have_real(*names):
-        pytest.skip(f"real dataset files {names} not found under {SHARED_DATA} (set POOLSTUDY_TEST_DATA)")
+from helpers import ROOT, SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -39,16 +30,3 @@ def run_train(cache_dir):
                               capture_output=True, text=True, timeout=timeout)
 
     return run
-
-
-def compose(overrides: list[str] | None = None, data_dir: str | Path = SHARED_DATA, cache: str | Path = "/tmp"):
-    """Compose the project config in-process, as train.py would, without running it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(
-            config_name="config",
-            overrides=[f"data_dir={data_dir}", f"cache_dir={cache}", *(overrides or [])],
-            return_hydra_config=False,
-        )

@@ -67,6 +67,9 @@ class FairOptunaSweeperConf:
     extend: bool = False          # allow raising n_trials of existing studies
     # search space; a key set to null is not searched ("++hydra.sweeper.params={model.dropout:null}")
     params: Optional[Dict[str, Optional[str]]] = None
+    # the outer grid, as comma lists (one study per cell), for a study kept in a config (conf/experiment/);
+    # a key given on the command line replaces its entry here
+    grid: Optional[Dict[str, str]] = None
 
 
 cs = ConfigStore.instance()

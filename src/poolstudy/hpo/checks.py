@@ -134,7 +134,7 @@ def check_cells(compose: Compose, cells: list[list[str]], fixed: list[str], swep
                 study_file: tuple[str, dict[str, str]] | None, arguments: Sequence[str]) -> list[CellPlan]:
     """Compose every cell, and every cell with every probe of the search space; raise PoolStudyError
     naming the offending grid value or search dimension. ``study_file`` is (name, its grid params)
-    when a ``+sweeps=`` study file was given."""
+    when an ``experiment=`` study for the basic sweeper was given."""
     plans = []
     for cell in cells:
         try:
@@ -150,7 +150,7 @@ def check_cells(compose: Compose, cells: list[list[str]], fixed: list[str], swep
         if key in NOT_TUNABLE:
             grid_like[key] = NOT_TUNABLE[key]
         elif study_file and key in study_file[1]:
-            grid_like[key] = f"a grid key of the study file +sweeps={study_file[0]}"
+            grid_like[key] = f"a grid key of the study experiment={study_file[0]}"
 
     reasons: dict[tuple, str | None] = {}
 
@@ -227,7 +227,7 @@ def _grid_like_message(grid_like: dict[str, str], space: Mapping[str, BaseDistri
     others = "; ".join(f"hydra.sweeper.params.{k} = {str(raw[k])!r}: {why}" for k, why in grid_like.items()
                        if k not in from_file)
     if from_file:
-        head = (f"+sweeps={study_file[0]} is a study for the basic sweeper: its hydra.sweeper.params "
+        head = (f"experiment={study_file[0]} is a study for the basic sweeper: its hydra.sweeper.params "
                 f"({', '.join(from_file)}) are its grid, and under hparams_search they would become tuned choices "
                 f"inside one study, which would then train other variants, data or seeds than its name ({name}) says"
                 + (f". Also {others}" if others else ""))

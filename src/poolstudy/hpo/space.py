@@ -72,6 +72,13 @@ def search_space(params: Mapping[str, Any] | None) -> tuple[dict[str, BaseDistri
     return space, fixed
 
 
+def with_config_grid(grid: Mapping[str, Any], arguments: list[str]) -> list[str]:
+    """``hydra.sweeper.grid`` (a study config's comma lists) as overrides before the command line's,
+    without the keys the command line gives itself (those replace the config's entry)."""
+    typed = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(arguments))}
+    return [f"{k}={v}" for k, v in grid.items() if k not in typed] + list(arguments)
+
+
 def grid_cells(arguments: list[str]) -> tuple[list[list[str]], set[str]]:
     """Every combination of the command line's sweep overrides, as lists of plain overrides,
     and the set of keys that were swept."""

@@ -37,12 +37,13 @@ from poolstudy.hpo.checks import CellPlan, check_cells, check_key_conflicts, ove
 from poolstudy.hpo.finals import best_trial, final_results, set_aside_stale_finals
 from poolstudy.hpo.reporting import PRUNER_ATTR
 from poolstudy.hpo.sampling import SEED_ATTR, TrialSeededSampler, draw_seed, grid_size, sampler_factory
-from poolstudy.hpo.space import describe_space, grid_cells, search_space
+from poolstudy.hpo.space import describe_space, grid_cells, search_space, with_config_grid
 from poolstudy.hpo.storage import (damaged_storage_message, is_damage, mask_password, open_storage,
                                    refuse_written_password, sqlite_path, study_names, url_for_jobs)
 from poolstudy.hpo.suggest import command_with, params_override
 from poolstudy.hpo.study_summary import study_summary, write_hpo_summary
-from poolstudy.jobs.run import finished_metrics
+from poolstudy.jobs.folder import finished_metrics
+from poolstudy.jobs.sweep import BASIC_SWEEPER
 from poolstudy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,14 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
 
     def __init__(self, sampler: Any, direction: Any, storage: str, study_prefix: str, n_trials: int, n_jobs: int,
                  params: DictConfig | None, pruner: Any, max_failure_fraction: float, final_seeds: int,
-                 extend: bool) -> None:
+                 extend: bool, grid: DictConfig | None = None) -> None:
         super().__init__(sampler, direction, storage, None, n_trials, n_jobs, 0.0, None, None, params)
         self.study_prefix = study_prefix or ""
         self.pruner = pruner
         self.max_failure_fraction = max_failure_fraction
         self.final_seeds = final_seeds
         self.extend = extend
+        self.grid = OmegaConf.to_container(grid, resolve=False) if isinstance(grid, DictConfig) else dict(grid or {})
         self._where = "before the first trial"
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
@@ -131,6 +133,7 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
             raise PoolStudyError(f"hydra.sweeper.params defines no search dimension; add one, e.g. "
                                  f"{command_with(add=[example])}")
         refuse_written_password(str(self.storage_as_written))
+        arguments = with_config_grid(self.grid, arguments)
         cells, self.swept_keys = grid_cells(arguments)
         study_file = self._study_file()
         check_key_conflicts(space, fixed, arguments, self.swept_keys, raw, study_file)
@@ -174,12 +177,17 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
     def _study_file(self) -> tuple[str, dict[str, str]] | None:
-        """(name, grid params) of a ``+sweeps=`` study file on the command line, else None."""
-        choice = OmegaConf.select(self.config, "hydra.runtime.choices.sweeps")
+        """(name, grid params) of an ``experiment=`` study made for the basic sweeper (its grid in
+        ``hydra.sweeper.params``), else None. A study made for this sweeper keeps its grid in
+        ``hydra.sweeper.grid`` and its recipe in its own defaults."""
+        choice = OmegaConf.select(self.config, "hydra.runtime.choices.experiment")
         if not choice:
             return None
         cfg = self.hydra_context.config_loader.load_configuration(
-            config_name=self.config.hydra.job.config_name, overrides=[f"+sweeps={choice}"], run_mode=RunMode.MULTIRUN)
+            config_name=self.config.hydra.job.config_name, overrides=[f"experiment={choice}"],
+            run_mode=RunMode.MULTIRUN)
+        if cfg.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+            return None
         params = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False)
         return str(choice), {str(k): str(v) for k, v in params.items()}
 

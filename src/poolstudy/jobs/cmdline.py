@@ -10,6 +10,9 @@ with the search space's keys at their configured values (each trial replaces the
 
 ``hydra.sweeper.params`` typed on the command line under Hydra's basic sweeper (no
 hparams_search) fails to compose or runs as a grid; it is refused with the forms that work.
+
+``+sweeps=<study>`` (the ready-made studies before they became the config group ``experiment``)
+is run as ``experiment=<study>``, with a note: the commands recorded with earlier studies still run.
 """
 
 from __future__ import annotations
@@ -24,6 +27,21 @@ from typing import Any
 SHOW_FLAGS = {"--cfg", "-c"}
 MULTIRUN_FLAGS = {"--multirun", "-m"}
 _PARAMS = re.compile(r"^[+~]*hydra\.sweeper\.params(\.|=)")
+_OLD_STUDY = re.compile(r"^\+{0,2}sweeps=(.*)$")
+
+
+def current_forms(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` with the study forms of earlier versions replaced (``+sweeps=NAME`` -> ``experiment=NAME``),
+    and one note per replacement."""
+    out, notes = argv[:1], []
+    for arg in argv[1:]:
+        match = _OLD_STUDY.match(arg)
+        if match:
+            out.append(f"experiment={match.group(1)}")
+            notes.append(f"{arg} is now experiment={match.group(1)} (the studies are in conf/experiment/); running that")
+        else:
+            out.append(arg)
+    return out, notes
 
 
 def _args(argv: list[str]):
@@ -59,10 +77,9 @@ def wants_jobs_shown(argv: list[str]) -> bool:
 
 def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> int:
     """Print each job's config (or one message); returns the exit status."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from poolstudy.jobs.sweep import grid_params
+    from poolstudy.jobs.sweep import expand_jobs, grid_params
 
     args = _args(argv)
     if args.cfg is None:
@@ -81,9 +98,9 @@ def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> in
             task = [str(o) for o in master.hydra.overrides.task]
             hydra_overrides = [str(o) for o in master.hydra.overrides.hydra]
             parser = OverridesParser.create(config_loader=hydra.config_loader)
-            parsed = parser.parse_overrides([*grid_params(master), *task])
-            swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
-            jobs = BasicSweeper.split_arguments(parsed, None)[0]
+            overrides = [*grid_params(master), *task]
+            swept = {o.key_or_group for o in parser.parse_overrides(overrides) if o.is_sweep_override()}
+            jobs = expand_jobs(overrides)
             for n, job in enumerate(jobs):
                 shown = [o for o in job if o.split("=", 1)[0].lstrip("+~") in swept] or ["(no sweep)"]
                 print(f"{'' if n == 0 else chr(10)}# job {n} of {len(jobs)}: {' '.join(shown)}")

@@ -20,7 +20,7 @@ from poolstudy.evaluation.invariance import invariance_metrics
 from poolstudy.jobs.config_checks import check_config
 from poolstudy.data import load_splits
 from poolstudy.errors import PoolStudyError
-from poolstudy.jobs.folder import METRICS_FILE, finished_metrics  # noqa: F401 (finished_metrics: the HPO sweeper's)
+from poolstudy.jobs.folder import METRICS_FILE
 from poolstudy.jobs.interrupt import JobProgress
 from poolstudy.models.profile import count_macs, count_params, format_summary, stage_sizes, trace_shapes
 from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm

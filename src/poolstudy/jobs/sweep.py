@@ -96,12 +96,24 @@ def check_overrides(overrides: list[str], multirun: bool) -> None:
                 f"{len(values)} results. Give one value, e.g. {key}={values[0][1]}.")
 
 
+def expand_jobs(overrides: list[str]) -> list[list[str]]:
+    """Every job's overrides, in Hydra's order, as its basic sweeper expands ``overrides`` (comma lists,
+    ``range``, ``glob``; a later override of a key replaces an earlier one)."""
+    # Hydra has no public function for this expansion; its basic sweeper's own is used so that the jobs
+    # shown and checked here are exactly the jobs a multirun runs.
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    return BasicSweeper.split_arguments(_parse(overrides), None)[0]
+
+
 def grid_params(config: DictConfig) -> list[str]:
-    """The basic sweeper's ``hydra.sweeper.params`` grid as overrides (empty under other sweepers)."""
+    """A study config's grid as overrides: the basic sweeper's ``hydra.sweeper.params``, or the HPO
+    sweeper's ``hydra.sweeper.grid`` (its ``params`` are the search space)."""
     sweeper = config.hydra.sweeper
-    if sweeper.get("_target_") != BASIC_SWEEPER or not sweeper.get("params"):
+    grid = sweeper.get("params") if sweeper.get("_target_") == BASIC_SWEEPER else sweeper.get("grid")
+    if not grid:
         return []
-    return [f"{k}={v}" for k, v in OmegaConf.to_container(sweeper.params, resolve=False).items()]
+    return [f"{k}={v}" for k, v in OmegaConf.to_container(grid, resolve=False).items()]
 
 
 def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
