@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT
+from poolstudy.jobfolder import METRICS_FILE
 
 
 def run_train(args: list[str], env: dict) -> tuple[float, float, int]:
@@ -29,7 +30,7 @@ def run_train(args: list[str], env: dict) -> tuple[float, float, int]:
 
 
 def _jobs(sweep_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))]
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.glob(f"*/{METRICS_FILE}"))]
 
 
 def bench_sweeps(work: Path, env: dict, epochs: int, dataset: str = "mnist",
@@ -76,7 +77,7 @@ def bench_sweeps(work: Path, env: dict, epochs: int, dataset: str = "mnist",
             wall, rss, faults = run_train([f"dataset={data}", f"trainer.epochs={epochs}", "trainer.progress=false",
                                             f"trainer.keep_freed_memory={str(keep).lower()}", *overrides,
                                             f"hydra.run.dir={work / name}"], env)
-            job = json.loads((work / name / "metrics.json").read_text())
+            job = json.loads((work / name / METRICS_FILE).read_text())
             epoch_s = sum(h["epoch_time_s"] for h in job["history"])
             report[name] = {"wall_s": wall, "peak_rss_mb": rss, "page_faults": faults, "epoch_time_s": epoch_s,
                             "keep_freed_memory": keep}

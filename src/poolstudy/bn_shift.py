@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -33,9 +32,9 @@ from omegaconf import OmegaConf
 
 from poolstudy.evaluation.bn_shift import compare_with_running_stats, measure_bn_inputs
 from poolstudy.results.bn_shift_records import SEED_DROPOUT
-from poolstudy.results.records import CONFIG_SNAPSHOT, METRICS_FILE, Warnings, discover
+from poolstudy.jobfolder import CHECKPOINT_FILE, CONFIG_SNAPSHOT, METRICS_FILE
+from poolstudy.results.records import Warnings, discover
 from poolstudy.errors import PoolStudyError
-from poolstudy.training.checkpoint import CHECKPOINT_FILE
 from poolstudy.utils.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout that holds train.py

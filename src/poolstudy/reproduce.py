@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import shlex
@@ -37,11 +36,11 @@ import yaml
 from poolstudy.results.reproducibility import (CONFIG_IGNORES, EXIT_CODES, compare_configs, compare_runs,
                                                 flatten, format_comparison)
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobfolder import CONFIG_SNAPSHOT, METRICS_FILE, SNAPSHOT_DIR, read_json
 from poolstudy.utils.io import atomic_write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SNAPSHOT = Path(".hydra") / "config.yaml"
-METRICS_FILE = "metrics.json"
+SNAPSHOT = CONFIG_SNAPSHOT
 REPORT_FILE = "reproduce.json"
 DEFAULT_OUT_ROOT = Path("outputs") / "reproduce"
 CODE_PATHS = ("src", "conf", "train.py")  # what train.py needs of a commit
@@ -65,10 +64,7 @@ class Record:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    return read_json(path)[0]
 
 
 def _read_yaml(path: Path) -> Any:
@@ -196,7 +192,7 @@ def plan_rerun(record: Record, out: Path, *, threads: int | None = None, device:
     if code == "current" and not train.is_file():
         raise PoolStudyError(f"{train} not found: poolstudy.reproduce re-runs jobs with the project's train.py, "
                              f"so run it from a checkout of the project (pip install -e .).")
-    argv = [sys.executable, str(train), "--config-path", str(record.path / ".hydra"), "--config-name", "config",
+    argv = [sys.executable, str(train), "--config-path", str(record.path / SNAPSHOT_DIR), "--config-name", "config",
             *args, *overrides]
     return Plan(argv, out, notes, code_commit, exclude, ignores)
 

@@ -16,7 +16,8 @@ import torch
 
 from helpers import ROOT
 from helpers.datafiles import make_idx_dataset
-from poolstudy.training.checkpoint import CHECKPOINT_FILE, JobCheckpoint, TrainingProgress
+from poolstudy.jobfolder import CHECKPOINT_FILE
+from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 
 # Big enough that an epoch takes a noticeable time (the kill must land mid-run), small enough
 # for a fast test: 1,800 noise images of label-coded brightness, one torch thread.

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from poolstudy.utils.io import atomic_write_json
+from poolstudy.jobfolder import STATUS_FILE, write_status
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ def _discard(study: optuna.Study, storage: optuna.storages.BaseStorage, trial: F
     storage.set_trial_user_attr(trial_id, "interrupt_reason", reason[:500])
     study.tell(trial.number, state=TrialState.FAIL)
     job_dir = trials_dir / str(trial.number) if trials_dir is not None else None
-    if job_dir is not None and job_dir.is_dir() and not (job_dir / "status.json").exists():
-        atomic_write_json(job_dir / "status.json", {"status": "interrupted", "error": reason,
-                                                    "note": "not counted toward the budget; redone as a new trial"})
+    if job_dir is not None and job_dir.is_dir() and not (job_dir / STATUS_FILE).exists():
+        write_status(job_dir, {"status": "interrupted", "error": reason,
+                               "note": "not counted toward the budget; redone as a new trial"})
 
 
 def reclaim_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage,

@@ -18,6 +18,8 @@ import yaml
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from poolstudy.jobfolder import CONFIG_SNAPSHOT, METRICS_FILE, read_record
+
 log = logging.getLogger(__name__)
 
 SUPERSEDED = "superseded"
@@ -35,15 +37,15 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
 
 def trial_of(job_dir: Path) -> int | None:
     """The trial a final run retrains: ``metrics.json`` "hpo".trial, else its snapshot's hpo.trial."""
+    metrics = read_record(job_dir / METRICS_FILE)
     try:
-        metrics = json.loads((job_dir / "metrics.json").read_text())
-        trial = (metrics.get("hpo") or {}).get("trial") if isinstance(metrics, dict) else None
+        trial = (metrics.get("hpo") or {}).get("trial") if metrics is not None else None
         if trial is not None:
             return int(trial)
-    except (OSError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         pass
     try:
-        snapshot = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text()) or {}
+        snapshot = yaml.safe_load((job_dir / CONFIG_SNAPSHOT).read_text()) or {}
         trial = (snapshot.get("hpo") or {}).get("trial")
         return None if trial is None else int(trial)
     except (OSError, ValueError, yaml.YAMLError, AttributeError):

@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 
 from poolstudy.hpo.budget import Budget
+from poolstudy.jobfolder import HPO_SUMMARY_CSV, HPO_SUMMARY_MD, STUDY_SUMMARY
 from poolstudy.hpo.finals import best_trial, final_results, trial_of
 from poolstudy.utils.io import atomic_write_json, atomic_write_text
 
@@ -45,7 +46,7 @@ def study_summary(study: optuna.Study, budget: Budget, settings: dict[str, Any],
         "tuned_test_acc_mean": statistics.fmean(tests) if tests else None,
         "tuned_test_acc_std": statistics.stdev(tests) if len(tests) > 1 else None,
     }
-    atomic_write_json(study_dir / "study_summary.json", summary)
+    atomic_write_json(study_dir / STUDY_SUMMARY, summary)
     return summary
 
 
@@ -79,7 +80,7 @@ def write_hpo_summary(sweep_dir: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(sweep_dir / "hpo_summary.csv", buf.getvalue())
+    atomic_write_text(sweep_dir / HPO_SUMMARY_CSV, buf.getvalue())
 
     def pct(v):
         return "—" if v is None else f"{100 * v:.2f}"
@@ -92,4 +93,4 @@ def write_hpo_summary(sweep_dir: Path) -> None:
         best = "—" if r["best_trial"] is None else r["best_trial"]
         lines.append(f"| {r['study']} | {r['status']} | {r['complete']}/{r['pruned']}/{r['failed']} of {r['n_trials']} | "
                      f"{best} | {pct(r['best_val_acc'])} | {pct(r['tuned_test_acc_mean'])}{spread} (n={r['final_seeds']}) |")
-    atomic_write_text(sweep_dir / "hpo_summary.md", "\n".join(lines) + "\n")
+    atomic_write_text(sweep_dir / HPO_SUMMARY_MD, "\n".join(lines) + "\n")

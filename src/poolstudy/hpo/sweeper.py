@@ -13,7 +13,6 @@ are trials launched. A mistake therefore writes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -42,9 +41,9 @@ from poolstudy.hpo.storage import (damaged_storage_message, is_damage, mask_pass
                                    refuse_written_password, sqlite_path, study_names, url_for_jobs)
 from poolstudy.hpo.suggest import command_with, params_override
 from poolstudy.hpo.study_summary import study_summary, write_hpo_summary
-from poolstudy.jobs.folder import finished_metrics
+from poolstudy.jobfolder import (HPO_SUMMARY_MD, METRICS_FILE, finished_metrics, read_record, read_status,
+                                 write_status)
 from poolstudy.jobs.sweep import BASIC_SWEEPER
-from poolstudy.utils.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +169,7 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
                 raise PoolStudyError(damaged_storage_message(path, str(exc).splitlines()[0])) from None
             raise
         write_hpo_summary(sweep_dir)
-        log.info("Summary: %s", sweep_dir / "hpo_summary.md")
+        log.info("Summary: %s", sweep_dir / HPO_SUMMARY_MD)
         return statuses
 
     def _compose(self, overrides: list[str]) -> DictConfig:
@@ -399,20 +398,14 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
                 study.tell(trial, value)
                 return
             reason = mismatch
-        status = {}
-        if (job_dir / "status.json").is_file():
-            try:
-                status = json.loads((job_dir / "status.json").read_text())
-            except (OSError, ValueError):
-                status = {}
-            status = status if isinstance(status, dict) else {}
+        status = read_status(job_dir) or {}
         if status.get("status") == "pruned" and reason is None:
             study.tell(trial, state=TrialState.PRUNED)
             log.info("Trial %d of %s pruned: %s", trial.number, study.study_name, status.get("error", ""))
             return
         reason = reason or status.get("error") or f"objective was {value!r}"
         if not status and job_dir.is_dir():  # the folder must tell what happened too
-            atomic_write_json(job_dir / "status.json", {"status": "failed", "error": reason})
+            write_status(job_dir, {"status": "failed", "error": reason})
         trial.set_user_attr("fail_reason", reason[:500])
         study.tell(trial, state=TrialState.FAIL)
         log.warning("Trial %d of %s failed: %s", trial.number, study.study_name, reason)
@@ -449,11 +442,8 @@ def _is_interrupt(exc: BaseException) -> bool:
 
 def trained_other_cell(job_dir: Path, labels: dict[str, Any]) -> str | None:
     """Why a finished trial's metrics.json does not belong to its study's cell, or None when it does."""
-    try:
-        metrics = json.loads((job_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None  # jobs that write no metrics.json (a custom task) are not checked
-    if not isinstance(metrics, dict):
+    metrics = read_record(job_dir / METRICS_FILE)
+    if metrics is None:  # jobs that write no metrics.json (a custom task) are not checked
         return None
     trained = {"arch": (metrics.get("model") or {}).get("arch"),
                "downsample": ((metrics.get("model") or {}).get("downsample") or {}).get("type"),

@@ -25,16 +25,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobfolder import (CHECKPOINT_FILE, CONFIG_SNAPSHOT, METRICS_FILE, SNAPSHOT_DIR, STATUS_FILE,
+                                 finished_metrics, read_json, read_status)
 from poolstudy.jobs.identity import describe, differences, run_identity
 from poolstudy.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_DIR = ".hydra"
-CONFIG_SNAPSHOT = f"{SNAPSHOT_DIR}/config.yaml"
-METRICS_FILE = "metrics.json"
-STATUS_FILE = "status.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 NO_RESULT_STATES = ("invalid",)  # a status.json that records nothing computed
 
 
@@ -57,19 +54,9 @@ def another_folder() -> str:
     return f"{key}={base}-{n}"
 
 
-def read_json(path: Path) -> tuple[Any, str | None]:
-    """(content, None), or (None, why it cannot be used)."""
-    try:
-        return json.loads(path.read_text()), None
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, f"cannot be read ({exc})"
-    except json.JSONDecodeError as exc:
-        return None, f"is not valid JSON ({exc.msg} at line {exc.lineno}: truncated or damaged)"
-
-
 def _status(folder: Path) -> str | None:
-    record, _ = read_json(folder / STATUS_FILE) if (folder / STATUS_FILE).is_file() else (None, None)
-    return record.get("status") if isinstance(record, dict) else None
+    record = read_status(folder)
+    return record.get("status") if record is not None else None
 
 
 def results_in(folder: Path) -> list[str]:
@@ -124,15 +111,6 @@ def _set_aside(path: Path, why: str) -> Path:
     log.warning("%s %s, so the job is not finished; it was moved to %s and the job runs again.", path, why,
                 target.name)
     return target
-
-
-def finished_metrics(folder: Path) -> dict | None:
-    """The metrics of a job that completed in ``folder`` (a JSON object with status complete), else None."""
-    path = folder / METRICS_FILE
-    if not path.is_file():
-        return None
-    metrics, _ = read_json(path)
-    return metrics if isinstance(metrics, dict) and metrics.get("status") == "complete" else None
 
 
 def _unusable_metrics(path: Path) -> str | None:

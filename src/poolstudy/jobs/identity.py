@@ -1,10 +1,8 @@
 """A job's identity: the resolved configuration entries that determine its result.
 
 Two runs with the same identity compute the same thing, so one may resume or reuse the other's
-checkpoint and metrics. Entries in RESUME_IGNORES may differ between them: where data is read
-from and whether it may be downloaded, console output, the thread count and device, how the
-sweeper reaches its storage and the checkpoint settings do not change what is computed (on CPU the thread count changes the last
-bits of oneDNN's reductions; README "Reproducibility").
+checkpoint and metrics. Entries in RESUME_IGNORES (``poolstudy.jobfolder``, with the reason) may differ
+between them.
 """
 
 from __future__ import annotations
@@ -14,8 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-RESUME_IGNORES = ("data_dir", "cache_dir", "dataset.download", "trainer.progress", "trainer.threads", "trainer.device",
-                  "hpo.storage", "checkpoint")
+from poolstudy.jobfolder import RESUME_IGNORES, under
 
 ABSENT = object()  # a key one of two configurations does not have
 
@@ -30,7 +27,8 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def ignored(key: str) -> bool:
-    return any(key == i or key.startswith(i + ".") for i in RESUME_IGNORES)
+    """True for a key a resumed or reused job may change (RESUME_IGNORES)."""
+    return under(key, RESUME_IGNORES)
 
 
 def _resolve(cfg: DictConfig, key: str, raw: Any) -> dict[str, Any]:

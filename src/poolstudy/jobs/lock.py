@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobfolder import LOCK_FILE
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".lock"
 _UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 

@@ -20,7 +20,7 @@ from poolstudy.evaluation.invariance import invariance_metrics
 from poolstudy.jobs.config_checks import check_config
 from poolstudy.data import load_splits
 from poolstudy.errors import PoolStudyError
-from poolstudy.jobs.folder import METRICS_FILE
+from poolstudy.jobfolder import write_metrics
 from poolstudy.jobs.interrupt import JobProgress
 from poolstudy.models.profile import count_macs, count_params, format_summary, stage_sizes, trace_shapes
 from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm
@@ -31,7 +31,6 @@ from poolstudy.training.placement import auto_cuda_device, place_model
 from poolstudy.training.schedule import build_scheduler
 from poolstudy.utils.allocator import keep_freed_memory
 from poolstudy.utils.environment import environment_record
-from poolstudy.utils.io import atomic_write_json
 from poolstudy.utils.stopwatch import PhaseStopwatch
 
 log = logging.getLogger(__name__)
@@ -204,7 +203,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     phases.lap("probes")
     metrics["job_time_s"] = time.perf_counter() - job_start  # data, build, training, evaluation, probes
     metrics["time_breakdown_s"] = phases.seconds
-    atomic_write_json(out_dir / METRICS_FILE, metrics)
+    write_metrics(out_dir, metrics)
     progress.phase = "done"
     checkpoint.finish()
     return metrics

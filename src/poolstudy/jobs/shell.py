@@ -40,12 +40,13 @@ from omegaconf import DictConfig
 
 from poolstudy.errors import PoolStudyError, TrainingDivergedError
 from poolstudy.jobs import multirun
-from poolstudy.jobs.folder import CHECKPOINT_FILE, STATUS_FILE, JobFolderError, prepare
+from poolstudy.jobfolder import CHECKPOINT_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, write_status
+from poolstudy.jobs.folder import JobFolderError, prepare
 from poolstudy.jobs.interrupt import (JobInterrupted, JobProgress, LauncherGone, cause_of, exit_code,
                                       handle_sigterm, main_process_command)
 from poolstudy.jobs.lock import FolderBusyError, JobLock
 from poolstudy.jobs.run import train_and_evaluate
-from poolstudy.utils.io import NoSpaceError, atomic_write_json
+from poolstudy.utils.io import NoSpaceError
 
 log = logging.getLogger("poolstudy")
 
@@ -105,7 +106,7 @@ class _Job:
         if not self.claimed:
             return f" (nothing was written in {self.folder}: it was not yet checked to belong to this job)"
         try:
-            atomic_write_json(self.folder / STATUS_FILE, record)
+            write_status(self.folder, record)
             return ""
         except OSError as exc:
             return f" ({STATUS_FILE} could not be written either: {exc})"
@@ -174,8 +175,8 @@ def run_job(cfg: DictConfig) -> float | None:
             done = prepare(job.folder, cfg)
             job.claimed = True
             if done is not None:
-                log.info("%s already holds a complete metrics.json made with this configuration; not training "
-                         "again.", job.folder)
+                log.info("%s already holds a complete %s made with this configuration; not training again.",
+                         job.folder, METRICS_FILE)
                 job.report("reused")
                 return done["val_acc"]
             metrics = train_and_evaluate(cfg, job.folder, _pruning_hook(cfg), progress)
@@ -210,5 +211,5 @@ def run_job(cfg: DictConfig) -> float | None:
         note = job.write_status({"status": "failed", "error": error})
         _to_log_file(logging.ERROR, f"failed with an unexpected error: {error}", exc)
         job.stop("failed", f"the job in {job.folder} failed with an unexpected error, {error}. It is recorded in "
-                 f"{STATUS_FILE}; the traceback is in {job.folder / 'train.log'}{note}.", 1, error)
+                 f"{STATUS_FILE}; the traceback is in {job.folder / LOG_FILE}{note}.", 1, error)
         return None

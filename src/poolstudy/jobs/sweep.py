@@ -19,7 +19,8 @@ from hydra.core.override_parser.types import Override, QuotedString
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from poolstudy.errors import PoolStudyError
-from poolstudy.jobs.identity import RESUME_IGNORES, ignored
+from poolstudy.jobfolder import RESUME_IGNORES
+from poolstudy.jobs.identity import ignored
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # ${oc.env:NAME} without a default (a default follows a comma)

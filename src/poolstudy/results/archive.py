@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobfolder import (CONFIG_SNAPSHOT, HPO_SUMMARY_CSV, HPO_SUMMARY_MD, METRICS_FILE, MULTIRUN_YAML,
+                                 OVERRIDES_SNAPSHOT, SNAPSHOT_DIR, STATUS_FILE, STUDY_RECORD, STUDY_SUMMARY)
 
-KEPT_FILES = {"metrics.json", "status.json", "study_summary.json", "hpo_summary.csv", "hpo_summary.md",
-              "multirun.yaml", "study.json"}
-KEPT_SNAPSHOT = {"config.yaml", "overrides.yaml"}
+KEPT_FILES = {METRICS_FILE, STATUS_FILE, STUDY_SUMMARY, HPO_SUMMARY_CSV, HPO_SUMMARY_MD, MULTIRUN_YAML, STUDY_RECORD}
+KEPT_SNAPSHOT = {Path(CONFIG_SNAPSHOT).name, Path(OVERRIDES_SNAPSHOT).name}
 
 
 def archive(source: Path, target: Path) -> int:
@@ -31,7 +32,7 @@ def archive(source: Path, target: Path) -> int:
     for dirpath, dirnames, filenames in os.walk(source):
         here = Path(dirpath)
         dirnames.sort()
-        keep = KEPT_SNAPSHOT if here.name == ".hydra" else KEPT_FILES
+        keep = KEPT_SNAPSHOT if here.name == SNAPSHOT_DIR else KEPT_FILES
         for name in sorted(set(filenames) & keep):
             destination = staging / here.relative_to(source) / name
             destination.parent.mkdir(parents=True, exist_ok=True)

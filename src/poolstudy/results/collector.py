@@ -20,6 +20,7 @@ from poolstudy.results.metric_compare import compare_metrics, parse_metrics
 from poolstudy.results.report import Collection, write_outputs
 from poolstudy.results.aggregate import DEFAULT_BASELINE, METRICS, summarise
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobfolder import SNAPSHOT_DIR
 
 DEFAULT_INPUT = "outputs"
 OUT_SUBDIR = "collected"
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_out(out: Path) -> None:
     """The output folder must not be a job folder: results go next to the runs, never over them."""
-    if (out / ".hydra").exists() or ".hydra" in out.parts:
+    if (out / SNAPSHOT_DIR).exists() or SNAPSHOT_DIR in out.parts:
         raise PoolStudyError(f"--out {out}: is a job folder (it holds .hydra/); choose a folder of its own, "
                              f"e.g. {out / OUT_SUBDIR}.")
     if out.exists() and not out.is_dir():

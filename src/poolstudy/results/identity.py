@@ -11,15 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from poolstudy.jobfolder import NOT_RESULT_KEYS, under
 from poolstudy.results.records import MISSING, Job
-
-# Config keys (and key prefixes) that do not change what a job computes: where data and outputs live,
-# console output, threads, device choice, memory and layout housekeeping, checkpoints and the HPO
-# sweeper's bookkeeping (the tuned values themselves are ordinary keys). A superset of what a resumed
-# job may change (training.checkpoint.RESUME_IGNORES).
-NOT_RESULT_KEYS = ("data_dir", "cache_dir", "dataset.download", "trainer.progress", "trainer.threads",
-                   "trainer.device", "trainer.eval_batch_size", "trainer.keep_freed_memory", "trainer.channels_last",
-                   "checkpoint", "hydra", "hpo")
 
 # What metrics.json recorded about the data, under the names the flags show.
 DATA_SOURCE = "recorded data source"
@@ -33,7 +26,7 @@ RECORDED_KEYS = (*RECORDED_DATA_KEYS, CODE_VERSION)
 
 def result_key(key: str) -> bool:
     """False for a config key that cannot change a job's result."""
-    return not any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_RESULT_KEYS)
+    return not under(key, NOT_RESULT_KEYS)
 
 
 def data_source(text: str) -> str:

@@ -44,6 +44,7 @@ from poolstudy.results import collector as collect, prose_check
 from poolstudy.results.bn_shift_records import records_markdown
 from poolstudy.results.report import ALWAYS_SHOWN, SECTIONS, summary_sections, write_outputs
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobfolder import STUDY_RECORD as STUDY_JSON  # written by sweeps/make_results.py
 from poolstudy.utils.io import atomic_write_text
 
 KINDS = ("collect", "bn_shift")
@@ -55,7 +56,6 @@ BLOCK = re.compile(r"^<!-- poolstudy\.(?P<kind>collect|bn_shift) (?P<args>.*?) -
 PENDING = ("*Pending: {missing} {verb} not exist yet, so this block has no tables. Once the study's records are "
            "there (`python sweeps/make_results.py` archives them to `docs/studies/`), `python -m poolstudy.publish "
            "{report}` fills it in.*\n")
-STUDY_JSON = "study.json"  # written by sweeps/make_results.py next to a study's records
 DEFAULT_FIGURES = ("accuracy.png", "accuracy_vs_compute.png", "accuracy_vs_shift.png")
 
 

@@ -17,12 +17,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_SNAPSHOT = Path(".hydra") / "config.yaml"
-METRICS_FILE = "metrics.json"
-STATUS_FILE = "status.json"
-STUDY_SUMMARY = "study_summary.json"
-
-COMPLETE = "complete"
+from poolstudy.jobfolder import COMPLETE, CONFIG_SNAPSHOT, METRICS_FILE, SNAPSHOT_DIR, STATUS_FILE, STUDY_SUMMARY
 PARTIAL = "partial"
 UNREADABLE = "unreadable"
 STATUS_FILE_STATES = ("invalid", "failed", "pruned")
@@ -274,9 +269,9 @@ def discover(paths: list[str], warnings: Warnings, skip: Path | None = None) -> 
         for dirpath, dirnames, filenames in os.walk(root):
             here = Path(dirpath)
             real = here.resolve()
-            is_job = ".hydra" in dirnames
+            is_job = SNAPSHOT_DIR in dirnames
             # Sorted and pruned in place: os.walk then visits folders in a deterministic order.
-            dirnames[:] = sorted(d for d in dirnames if d != ".hydra" and (here / d).resolve() != skip_real)
+            dirnames[:] = sorted(d for d in dirnames if d != SNAPSHOT_DIR and (here / d).resolve() != skip_real)
             if real in seen:
                 continue
             seen.add(real)

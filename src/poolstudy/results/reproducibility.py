@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from poolstudy.jobfolder import RESUME_IGNORES
+
 IDENTICAL = "identical"
 WITHIN_NOISE = "differs within seed noise"
 BEYOND_NOISE = "differs beyond noise"
@@ -44,8 +46,7 @@ JUDGED = {"test_acc": "dataset.test", "val_acc": "dataset.val", "test_acc_raw": 
           "val_loss_raw": None, "shift_consistency": "invariance.test_images", "prediction_distance_1px": None}
 JUDGED_SUBTREES = {"acc_vs_shift": "invariance.test_images"}
 # Config keys that change no figure, or whose effect is compared as a condition (threads, device).
-CONFIG_IGNORES = ("data_dir", "cache_dir", "trainer.progress", "trainer.threads", "trainer.device", "hpo.storage",
-                  "checkpoint")
+CONFIG_IGNORES = RESUME_IGNORES
 
 # CUDA's max-pool backward, for one, has no deterministic kernel: these re-runs are close, not exact.
 NOT_BIT_EXACT_DEVICES = ("cuda", "mps")

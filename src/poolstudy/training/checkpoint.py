@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from poolstudy.jobs.identity import RESUME_IGNORES, describe, differences, run_identity  # noqa: F401 (re-exported)
+from poolstudy.jobfolder import CHECKPOINT_FILE
+from poolstudy.jobs.identity import describe, differences, run_identity
 from poolstudy.jobs.folder import JobFolderError
 from poolstudy.utils.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 

@@ -19,7 +19,8 @@ from omegaconf import OmegaConf, open_dict
 from helpers import CONF_DIR
 from poolstudy.errors import PoolStudyError
 from poolstudy.jobs import multirun, sweep
-from poolstudy.jobs.folder import JobFolderError, finished_metrics, prepare
+from poolstudy.jobfolder import finished_metrics
+from poolstudy.jobs.folder import JobFolderError, prepare
 from poolstudy.jobs.identity import describe, differences, run_identity
 from poolstudy.jobs.lock import FolderBusyError, JobLock
 from poolstudy.utils import io

@@ -475,8 +475,8 @@ def test_same_seed_on_another_subset_is_not_a_replicate(tmp_path, capsys):
 
 
 def test_identity_ignores_what_a_resumed_job_may_change():
-    """A repeated folder is the same job on the same terms as a resumed checkpoint is (training.checkpoint)."""
-    from poolstudy.training.checkpoint import RESUME_IGNORES
+    """A repeated folder is the same job on the same terms as a resumed checkpoint is (jobfolder.RESUME_IGNORES)."""
+    from poolstudy.jobfolder import RESUME_IGNORES
 
     for key in RESUME_IGNORES:
         assert not identity.result_key(key) and not identity.result_key(f"{key}.x")
