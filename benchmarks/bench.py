@@ -48,7 +48,7 @@ from benchmarks.sweeps import bench_sweeps
 from poolstudy.data import load_raw
 from poolstudy.data.cifar10 import CIFAR_JPEG_LABEL
 from poolstudy.errors import PoolStudyError
-from poolstudy.jobs.run import resolve_device
+from poolstudy.training.placement import resolve_device
 from poolstudy.utils.allocator import keep_freed_memory
 from poolstudy.utils.io import atomic_write_json
 

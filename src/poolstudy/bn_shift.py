@@ -77,8 +77,8 @@ def measure_job(job: Path) -> dict[str, Any]:
     from poolstudy.data import load_splits
     from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm
     from poolstudy.evaluation.evaluate import evaluate
-    from poolstudy.training.placement import place_model
-    from poolstudy.jobs.run import build_model, resolve_device
+    from poolstudy.jobs.run import build_model
+    from poolstudy.training.placement import place_model, resolve_device
 
     cfg, metrics, state = _load_record(job)
     trainer = cfg.trainer

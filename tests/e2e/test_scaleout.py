@@ -17,7 +17,7 @@ from omegaconf import open_dict
 from helpers import CONF_DIR, ROOT
 from helpers.datafiles import make_idx_dataset
 from poolstudy.training import placement
-from poolstudy.jobs.run import resolve_device
+from poolstudy.training.placement import resolve_device
 
 
 @pytest.mark.parametrize("setting,device,expected", [

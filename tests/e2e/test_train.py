@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SHARED_DATA, require_real
+from helpers import require_real
 from helpers.datafiles import make_image_folder, make_tar_gz
 
 QUICK = ["trainer.epochs=1", "dataset.train_subset=1500", "dataset.test_subset=500", "trainer.progress=false"]

@@ -19,6 +19,8 @@ import logging
 
 import torch
 
+from poolstudy.errors import PoolStudyError
+
 log = logging.getLogger(__name__)
 
 
@@ -67,3 +69,19 @@ def place_model(model: torch.nn.Module, channels_last: bool | str, device: torch
     if uses_channels_last(channels_last, device):
         model.to(memory_format=torch.channels_last)  # conv outputs follow the weights' layout
     return model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``trainer.device``: auto (cuda, then mps, then cpu), cpu, mps, cuda or cuda:N; PoolStudyError when absent."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return auto_cuda_device()
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PoolStudyError(f"trainer.device = {name!r} but no CUDA device is available; use auto or cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise PoolStudyError(f"trainer.device = {name!r} but MPS is not available; use auto or cpu.")
+    return device
