@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from poolstudy.data.cache import extracted, writable
-from poolstudy.data import download
+from poolstudy.data import download as downloads
 from poolstudy.data.imagefolder import read_image_folder, tree_files
 from poolstudy.data.raw import Located, RawDataset, no_read
 from poolstudy.errors import DataError
@@ -20,8 +20,10 @@ from poolstudy.errors import DataError
 CIFAR_JPEG_LABEL = "CIFAR-10 (JPEG q75 copy)"
 
 
-def locate(data_dir: Path, cache_dir: Path, setting: bool | str, hint: str) -> Located:
-    """Where the files are (or how to fetch them: ``setting`` is ``dataset.download``); DataError when missing."""
+def locate(name: str, data_dir: Path, cache_dir: Path, download: bool | str, root: str | None, color_mode: str,
+           hint: str) -> Located:
+    """Where ``name``'s files are, or how to fetch them (``download``: True, False or "auto"); DataError when
+    they are missing. The signature every source's ``locate`` has (``poolstudy.data.catalogue``)."""
     batches = data_dir / "cifar-10-batches-py"
     if batches.is_dir():
         return Located([(p.name, p) for p in sorted(batches.iterdir()) if p.is_file()],
@@ -45,13 +47,13 @@ def locate(data_dir: Path, cache_dir: Path, setting: bool | str, hint: str) -> L
         return Located([(p.name, p) for p in sorted(downloaded.iterdir()) if p.is_file()],
                        lambda: read_torchvision("CIFAR10", downloaded.parent, False, "CIFAR-10"),
                        f"CIFAR-10 python batches in {downloaded}")
-    fetch, why = download.should_download(setting, "CIFAR10")
+    fetch, why = downloads.should_download(download, "CIFAR10")
     if fetch:
-        return Located([], no_read, "", fetch=lambda: download.fetch_with_torchvision("CIFAR10", writable(downloaded.parent)))
+        return Located([], no_read, "", fetch=lambda: downloads.fetch_with_torchvision("CIFAR10", writable(downloaded.parent)))
     raise DataError(
         f"CIFAR-10 not found in {data_dir}{hint}: expected the official python batches ({batches}), an image "
         f"folder ({folder}/{{train,test}}/<class>/*.jpg) or its archive ({archive}). It was not downloaded: {why}. "
-        f"Point data_dir (or POOLSTUDY_DATA) at a folder holding one of them, {download.download_fix(cache_dir)}."
+        f"Point data_dir (or POOLSTUDY_DATA) at a folder holding one of them, {downloads.download_fix(cache_dir)}."
     )
 
 

@@ -108,7 +108,8 @@ def load_splits(cfg: Any, data_dir: str | Path, cache_dir: str | Path) -> DataSp
     color_mode = cfg.get("color_mode", "auto")
     if color_mode not in COLOR_MODES:
         raise DataError(f"dataset.color_mode = {color_mode!r} is not valid: it must be one of {', '.join(COLOR_MODES)}.")
-    raw = load_raw(cfg.name, data_dir, cache_dir, cfg.get("download", False), cfg.get("root"), color_mode)
+    raw = load_raw(cfg.name, data_dir, cache_dir, cfg.get("download", False), cfg.get("root"), color_mode,
+                   cfg.get("_target_"))
     train_x, train_y, test_x, test_y = raw.train_x, raw.train_y, raw.test_x, raw.test_y
     _check_declared(cfg, "channels", cfg.get("channels"), train_x.shape[1])
     _check_declared(cfg, "image_size", cfg.get("image_size"), train_x.shape[2])

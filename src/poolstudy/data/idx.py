@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from poolstudy.data.cache import writable
-from poolstudy.data import download
+from poolstudy.data import download as downloads
 from poolstudy.data.raw import Located, RawDataset, no_read
 from poolstudy.errors import DataError
 
@@ -101,8 +101,13 @@ def read_idx_dataset(raw_dir: Path, classes: list[str], label: str) -> RawDatase
     )
 
 
-def locate(name: str, data_dir: Path, cache_dir: Path, setting: bool | str, hint: str) -> Located:
-    """Where the files are (or how to fetch them: ``setting`` is ``dataset.download``); DataError when missing."""
+def locate(name: str, data_dir: Path, cache_dir: Path, download: bool | str, root: str | None, color_mode: str,
+           hint: str) -> Located:
+    """Where ``name``'s files are, or how to fetch them (``download``: True, False or "auto"); DataError when
+    they are missing. The signature every source's ``locate`` has (``poolstudy.data.catalogue``)."""
+    if name not in DATASETS:
+        raise DataError(f"dataset.name = {name!r} is not a dataset in IDX files (dataset._target_ = "
+                        f"poolstudy.data.idx.locate); those are: {', '.join(DATASETS)}.")
     folder, classes, label = DATASETS[name]
     for root in (data_dir, cache_dir / "download"):
         raw_dir = root / folder / "raw"
@@ -111,13 +116,13 @@ def locate(name: str, data_dir: Path, cache_dir: Path, setting: bool | str, hint
             return Located([(key, path) for key, path in files.items()],
                            lambda raw_dir=raw_dir: read_idx_dataset(raw_dir, classes, label),
                            f"{label} IDX files in {raw_dir}")
-    fetch, why = download.should_download(setting, folder)
+    fetch, why = downloads.should_download(download, folder)
     if fetch:
         target = cache_dir / "download"
-        return Located([], no_read, "", fetch=lambda: download.fetch_with_torchvision(folder, writable(target)))
+        return Located([], no_read, "", fetch=lambda: downloads.fetch_with_torchvision(folder, writable(target)))
     raise DataError(
         f"{label} not found: expected the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
         f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz) in {data_dir / folder / 'raw'}"
         f"{hint}. It was not downloaded: {why}. Point data_dir (or the POOLSTUDY_DATA environment variable) at a "
-        f"folder holding {folder}/raw/, {download.download_fix(cache_dir)}."
+        f"folder holding {folder}/raw/, {downloads.download_fix(cache_dir)}."
     )

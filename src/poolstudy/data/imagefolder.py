@@ -185,7 +185,8 @@ def read_image_folder(root: Path, color_mode: str = "auto", source: str | None =
                       [root / "train", root / "test"])
 
 
-def locate(root: str | None, cache_dir: Path, color_mode: str) -> Located:
+def locate(name: str, data_dir: Path, cache_dir: Path, download: bool | str, root: str | None, color_mode: str,
+           hint: str) -> Located:
     """``dataset.root``: a folder or a .tar/.tar.gz/.tgz of one (extracted into the cache); DataError otherwise."""
     if not root:
         raise DataError(

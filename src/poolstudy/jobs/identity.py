@@ -12,7 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from poolstudy.data.catalogue import SOURCES
 from poolstudy.jobfolder import RESUME_IGNORES, under
+from poolstudy.training.schedule import SCHEDULES
 
 ABSENT = object()  # a key one of two configurations does not have
 
@@ -58,8 +60,25 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     return identity
 
 
+# Config nodes that gained a ``_target_`` picked by their ``name`` (the name alone picks it in older snapshots):
+# node -> (name -> target, the other keys the node gained)
+NAMED_TARGETS = {"scheduler": (SCHEDULES, {"_partial_": True}), "dataset": (SOURCES, {})}
+
+
+def upgraded(identity: dict[str, Any]) -> dict[str, Any]:
+    """An identity as this version's config states the same computation: a snapshot or checkpoint written
+    before schedules and datasets had a ``_target_`` gets the one its ``name`` picks."""
+    for node, (targets, extra) in NAMED_TARGETS.items():
+        name = identity.get(f"{node}.name")
+        if f"{node}._target_" not in identity and isinstance(name, str) and name in targets:
+            identity = {**identity, f"{node}._target_": targets[name], **{f"{node}.{k}": v for k, v in extra.items()}}
+    return identity
+
+
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, old value, new value) for every key whose value differs; ABSENT for a missing key."""
+    """(key, old value, new value) for every key whose value differs; ABSENT for a missing key. Both
+    identities are compared as this version states them (``upgraded``)."""
+    old, new = upgraded(old), upgraded(new)
     return [(k, old.get(k, ABSENT), new.get(k, ABSENT)) for k in sorted(old.keys() | new.keys())
             if old.get(k, ABSENT) != new.get(k, ABSENT)]
 
