@@ -39,17 +39,26 @@ STABILITY_METRICS = ("tv", "kl")
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    max_shift: int = 3
-    padding: str = "zero"
-    passes: int = 5
-    subset: int | None = 2000
-    seed: int = 0
-    stability_metric: str = "tv"
-    layerwise: bool = True
+    """The probes' settings: the ``invariance`` config node (conf/invariance/default.yaml states the defaults,
+    once; see there what each means)."""
+
+    max_shift: int
+    padding: str
+    passes: int
+    subset: int | None
+    seed: int
+    stability_metric: str
+    layerwise: bool
 
     @classmethod
     def from_config(cls, node: Any) -> ProbeSettings:
-        return cls(**{key: node[key] for key in cls.__dataclass_fields__ if key in node})
+        """From the ``invariance`` node; PoolStudyError naming a key it lacks."""
+        missing = [key for key in cls.__dataclass_fields__ if key not in node]
+        if missing:
+            raise PoolStudyError(f"invariance.{missing[0]} is missing from the config; the invariance probes need "
+                                 f"{', '.join(f'invariance.{k}' for k in cls.__dataclass_fields__)} (defaults in "
+                                 f"conf/invariance/default.yaml).")
+        return cls(**{key: node[key] for key in cls.__dataclass_fields__})
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Shift generation, the invariance probes, the controlled datasets and their metrics.json keys."""
 
+import dataclasses
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -125,6 +127,11 @@ def shapes_test():
     return raw.test_x, raw.test_y, Normalizer([0.2], [0.3], CPU)
 
 
+def probes(**changes) -> ProbeSettings:
+    """The probes' settings: conf/invariance/default.yaml's, with ``changes``."""
+    return dataclasses.replace(ProbeSettings.from_config(compose([]).invariance), **changes)
+
+
 def calibrated(stride, shapes_test):
     x, _, normalize = shapes_test
     return TinyConvNet(stride).calibrate(normalize(x))
@@ -134,7 +141,7 @@ def test_invariant_model_is_exactly_consistent_and_flat(shapes_test):
     x, y, normalize = shapes_test
     model = calibrated(1, shapes_test)
     assert len(model(normalize(x)).argmax(1).unique()) >= 3  # predictions really vary
-    settings = ProbeSettings(padding="circular", passes=2, subset=None, layerwise=False)
+    settings = probes(padding="circular", passes=2, subset=None, layerwise=False)
     result = probe_invariance(model, x, y, normalize, settings, batch_size=100)
     assert result.shift_consistency == 1.0
     assert list(result.acc_vs_shift) == ["0", "1", "2", "3"]
@@ -145,13 +152,13 @@ def test_invariant_model_is_exactly_consistent_and_flat(shapes_test):
 
 def test_aliasing_model_is_measurably_not_invariant(shapes_test):
     x, y, normalize = shapes_test
-    settings = ProbeSettings(padding="circular", passes=2, subset=None, layerwise=False)
+    settings = probes(padding="circular", passes=2, subset=None, layerwise=False)
     strided = probe_invariance(calibrated(2, shapes_test), x, y, normalize, settings, batch_size=100)
     assert strided.shift_consistency < 0.9, strided
     assert strided.prediction_distance_1px > 0.01
     # the invariant net loses its invariance too once the border is zero-filled instead of wrapped
     zero = probe_invariance(calibrated(1, shapes_test), x, y, normalize,
-                            ProbeSettings(padding="zero", passes=2, subset=None, layerwise=False), batch_size=100)
+                            probes(padding="zero", passes=2, subset=None, layerwise=False), batch_size=100)
     assert zero.shift_consistency < 0.95 and zero.acc_vs_shift["3"] != zero.acc_vs_shift["0"]
 
 
@@ -160,11 +167,11 @@ def test_results_are_identical_for_a_fixed_seed_and_differ_for_another(shapes_te
     model = create_model("lenet", in_channels=1, num_classes=4, downsample={"type": "maxpool"})
     torch.manual_seed(0)
     initial = create_model("lenet", in_channels=1, num_classes=4, downsample={"type": "maxpool"})
-    settings = ProbeSettings(passes=2, subset=100, seed=5)
+    settings = probes(passes=2, subset=100, seed=5)
     first = probe_invariance(model, x, y, normalize, settings, 50, initial_model=initial)
     again = probe_invariance(model, x, y, normalize, settings, 50, initial_model=initial)
     assert first == again
-    other = probe_invariance(model, x, y, normalize, ProbeSettings(passes=2, subset=100, seed=6), 50)
+    other = probe_invariance(model, x, y, normalize, probes(passes=2, subset=100, seed=6), 50)
     assert (other.shift_consistency, other.prediction_distance_1px) != (first.shift_consistency,
                                                                          first.prediction_distance_1px)
     assert set(first.layer_shift_change) == {"trained", "init"}
@@ -198,7 +205,7 @@ def test_initial_model_is_rebuilt_from_the_seed_without_touching_the_global_rng(
 def test_too_large_max_shift_is_a_clear_error(shapes_test):
     x, y, normalize = shapes_test
     with pytest.raises(PoolStudyError, match=r"invariance.max_shift = 28 is too large for 28x28 images.*at most 27"):
-        probe_invariance(calibrated(1, shapes_test), x, y, normalize, ProbeSettings(max_shift=28))
+        probe_invariance(calibrated(1, shapes_test), x, y, normalize, probes(max_shift=28))
 
 
 # ---------------------------------------------------------------- config
@@ -224,6 +231,14 @@ def test_defaults_are_on_and_cheap():
     assert cfg.invariance.enabled is True and cfg.invariance.max_shift == 3 and cfg.invariance.padding == "zero"
     assert cfg.dataset.test_shift == 0
     check_config(compose(["dataset=shapes"]))
+
+
+def test_the_probes_take_every_setting_from_the_config():
+    node = compose([]).invariance
+    assert asdict(ProbeSettings.from_config(node)) == {k: v for k, v in node.items() if k != "enabled"}
+    partial = {k: v for k, v in node.items() if k != "passes"}
+    with pytest.raises(PoolStudyError, match=r"^invariance.passes is missing from the config; .*conf/invariance/"):
+        ProbeSettings.from_config(partial)
 
 
 # ---------------------------------------------------------------- controlled datasets
