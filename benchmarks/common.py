@@ -115,7 +115,7 @@ def figures(runs: list[float]) -> dict:
 def paired_ratio(numerator: list[float], denominator: list[float]) -> dict:
     """Median, min, max and every value of the per-repetition ratios. The runs of one repetition
     ran back to back, so each ratio compares them under the same machine speed; on a shared VM,
-    whose speed drifts by 10-20 % from one repetition to the next, the ratio of two separately
+    whose speed drifts from one repetition to the next, the ratio of two separately
     taken medians mixes repetitions and drifts with it."""
     return figures([a / b for a, b in zip(numerator, denominator, strict=True)])
 

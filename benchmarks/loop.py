@@ -129,7 +129,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
         "vs_peer_same_settings": paired_ratio(project, results["peer_w0_same_settings"]),
         "vs_limit": paired_ratio(project, results["limit"]),
         # the project loop's time its data path takes, timed alone: much less noisy than
-        # project/limit, two runs of nearly the same work that each vary by 10-20 %
+        # project/limit, two runs of nearly the same work that each vary with the machine's speed
         "data_path_share": paired_ratio(project, results["data_path"]),
     }
     return {

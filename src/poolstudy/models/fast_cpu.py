@@ -16,10 +16,9 @@ class FastCPUDropout(nn.Dropout):
     """nn.Dropout with the same distribution (keep each element with probability 1 - p, scale the
     kept ones by 1 / (1 - p)), drawn on the CPU as one uniform sample and a comparison.
 
-    torch's CPU dropout draws its mask with ``bernoulli_``, which here ran at ~14 ns per element
-    against ~5 ns for ``rand_like``; with torch's layer the LeNets' training steps were 4-15 %
-    slower (``python -m benchmarks.bench --options``, then named ``torch_dropout``; ``fast_layers``
-    now, with FastCPUMaxPool2d). Other devices keep torch's own fused kernel.
+    torch's CPU dropout draws its mask with ``bernoulli_``, several times slower per element than
+    ``rand_like``, which the LeNets' training steps feel (``python -m benchmarks.bench --options``,
+    option ``fast_layers``). Other devices keep torch's own fused kernel.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,10 +34,10 @@ class FastCPUMaxPool2d(nn.MaxPool2d):
     """nn.MaxPool2d whose no-gradient forward (evaluation, BatchNorm re-estimation, probes) of the
     common 2x2, stride-2 window on the CPU is the maximum of the window's four strided views.
 
-    torch's CPU max-pool kernel is slow for few channels: for a 64x6x28x28 map it took ~745 us
-    channels-last and ~1250 us NCHW against ~180-200 us for the three ``torch.maximum`` calls
-    (2-core VM, 2026-11-29); evaluating the max-pool LeNet on MNIST got ~1.7x faster with it and
-    ``eval_batch_size`` 512. The results are equal floats (a
+    torch's CPU max-pool kernel is slow for few channels: for the LeNets' maps three elementwise
+    ``torch.maximum`` calls take a fraction of its time, in either memory layout, which speeds up
+    evaluation (``python -m benchmarks.bench --options``, option ``fast_layers``). The results are
+    equal floats (a
     maximum is exact, NaN propagates in both; only a zero maximum's sign may differ, which no later
     sum, product or bias can turn into a different value). Training, which needs the argmax for the
     backward pass, and every other window, padding or device keep torch's kernel.
@@ -69,8 +68,8 @@ def global_mean(x: torch.Tensor) -> torch.Tensor:
     Written as a sum and one division, which on the CPU is what ``mean`` computes (equal floats,
     forward and backward; tested), because of the backward pass: ``mean``'s gradient is the
     incoming one expanded and then divided as a full N x C x H x W tensor in NCHW order, and the
-    ReLU before it (channels-last) then took torch's slow mixed-layout path, ~0.4 ms of a 9 ms
-    LeNet step on 32x32x3. The sum's gradient is divided at N x C and only expanded (a view).
+    ReLU before it (channels-last) then takes torch's slow mixed-layout path, a noticeable part of
+    a LeNet step. The sum's gradient is divided at N x C and only expanded (a view).
     Not AdaptiveAvgPool2d: its CUDA backward is non-deterministic.
     """
     return x.sum(dim=(2, 3)) / (x.shape[2] * x.shape[3])

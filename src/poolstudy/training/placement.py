@@ -8,9 +8,8 @@ cuda:<job number mod visible GPUs>. A launcher that does assign GPUs (SLURM with
 rule then picks it.
 
 ``trainer.channels_last=auto`` stores conv weights (and so every conv output) in NHWC on the
-CPU, where ``python -m benchmarks.bench --options`` measured it 18-23 % faster for the max-pool
-LeNet and within the run-to-run noise for the strided one; on CUDA and MPS it stays NCHW until
-measured there.
+CPU, where ``python -m benchmarks.bench --options`` measures it faster (README, "Benchmark"); on
+CUDA and MPS it stays NCHW until measured there.
 """
 
 from __future__ import annotations

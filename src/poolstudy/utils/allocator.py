@@ -2,12 +2,12 @@
 
 Every training step frees and re-allocates the same activation-sized buffers (0.1-2 MB each).
 With its default thresholds glibc serves such sizes with fresh mmap()s or trims them off the heap
-top once freed, so the next step touches new pages, which the kernel zero-fills: a one-epoch
-``train.py`` job took ~1.8 M minor page faults (~1,100-1,700 per step of the max-pool LeNet on
-32x32x3 data). With the thresholds raised the freed blocks are reused: ~0.2 M faults and a
-3-20 % shorter epoch (``python -m benchmarks.bench --sweeps``, single-job rows), for 2.5-7 %
-more peak memory: the process keeps what it once used until it exits. PyTorch's CPU performance
-guides give the same advice (jemalloc/tcmalloc); this is glibc's own knob for it.
+top once freed, so the next step touches new pages, which the kernel zero-fills: every step pays
+for thousands of minor page faults. With the thresholds raised the freed blocks are reused: far
+fewer faults and a shorter epoch, for somewhat more peak memory, since the process keeps what it
+once used until it exits (``python -m benchmarks.bench --sweeps`` measures both; README,
+"Benchmark"). PyTorch's CPU performance guides give the same advice (jemalloc/tcmalloc); this is
+glibc's own knob for it.
 """
 
 from __future__ import annotations
