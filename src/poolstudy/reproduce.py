@@ -36,7 +36,7 @@ import yaml
 from poolstudy.results.reproducibility import (CONFIG_IGNORES, EXIT_CODES, compare_configs, compare_runs,
                                                 flatten, format_comparison)
 from poolstudy.errors import PoolStudyError
-from poolstudy.jobfolder import CONFIG_SNAPSHOT, METRICS_FILE, SNAPSHOT_DIR, read_json
+from poolstudy.jobfolder import CONFIG_SNAPSHOT, METRICS_FILE, SNAPSHOT_DIR, read_json, under
 from poolstudy.utils.io import atomic_write_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +93,7 @@ def load_record(job_dir: Path) -> Record:
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flatten(config).items()
-            if k != "seed" and not any(k == i or k.startswith(i + ".") for i in CONFIG_IGNORES)}
+            if k != "seed" and not under(k, CONFIG_IGNORES)}
 
 
 def sibling_seeds(record: Record) -> list[dict[str, Any]]:

@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from poolstudy.jobfolder import RESUME_IGNORES
+from poolstudy.jobfolder import RESUME_IGNORES, under
+from poolstudy.results.records import MISSING, as_number, lookup
 
 IDENTICAL = "identical"
 WITHIN_NOISE = "differs within seed noise"
@@ -51,7 +52,6 @@ CONFIG_IGNORES = RESUME_IGNORES
 # CUDA's max-pool backward, for one, has no deterministic kernel: these re-runs are close, not exact.
 NOT_BIT_EXACT_DEVICES = ("cuda", "mps")
 
-MISSING = object()
 UNSET = "(unset)"
 
 
@@ -69,18 +69,14 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _under(path: str, prefixes: Sequence[str]) -> bool:
-    return any(path == p or path.startswith(p + ".") for p in prefixes)
-
-
 def result_figures(metrics: Mapping[str, Any], exclude: Sequence[str] = ()) -> dict[str, Any]:
     """Every figure of a metrics.json, flattened, timings and conditions aside."""
     return {path: value for path, value in flatten(metrics).items()
-            if not _under(path, (*NOT_FIGURES, *exclude)) and not (set(path.split(".")) & TIMING_KEYS)}
+            if not under(path, (*NOT_FIGURES, *exclude)) and not (set(path.split(".")) & TIMING_KEYS)}
 
 
 def is_float_dependent(path: str) -> bool:
-    return path.rsplit(".", 1)[-1] in FLOAT_LEAVES or _under(path, FLOAT_SUBTREES)
+    return path.rsplit(".", 1)[-1] in FLOAT_LEAVES or under(path, FLOAT_SUBTREES)
 
 
 def _judged_count_key(path: str) -> tuple[bool, str | None]:
@@ -100,31 +96,16 @@ def _equal(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _lookup(tree: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return MISSING
-        node = node[part]
-    return node
-
-
 def seed_noise(path: str, recorded: Mapping[str, Any], siblings: Sequence[Mapping[str, Any]]) -> tuple[float | None, str]:
     """σ of a judged figure and where it comes from (see the module docstring); (None, reason) when unknown."""
-    values = [v for v in (_number(_lookup(m, path)) for m in (recorded, *siblings)) if v is not None]
+    values = [v for v in (as_number(lookup(m, path)) for m in (recorded, *siblings)) if v is not None]
     sd = statistics.stdev(values) if len(values) >= MIN_SEEDS else None
     sources, sigma = [], None
     if sd:
         sigma, sources = sd, [f"{len(values)} seeds"]
     _, count_key = _judged_count_key(path)
-    p = _number(_lookup(recorded, path))
-    n = _number(_lookup(recorded, count_key)) if count_key else None
+    p = as_number(lookup(recorded, path))
+    n = as_number(lookup(recorded, count_key)) if count_key else None
     if count_key and p is not None and n and 0 <= p <= 1:
         p_smoothed = (p * n + 1) / (n + 2)
         binomial = math.sqrt(p_smoothed * (1 - p_smoothed) / n)
@@ -145,7 +126,7 @@ class FigureCheck:
 
     @property
     def delta(self) -> float | None:
-        a, b = _number(self.recorded), _number(self.rerun)
+        a, b = as_number(self.recorded), as_number(self.rerun)
         return None if a is None or b is None else abs(b - a)
 
     @property
@@ -233,7 +214,7 @@ def show(value: Any) -> str:
 # -- conditions --------------------------------------------------------------------------------
 
 def _env(path: str):
-    return lambda env: _lookup(env, path)
+    return lambda env: lookup(env, path)
 
 
 def _code(env: Mapping[str, Any]) -> Any:
@@ -311,7 +292,7 @@ def compare_configs(recorded: Mapping[str, Any], rerun: Mapping[str, Any],
     a, b = flatten(recorded), flatten(rerun)
     skip = (*CONFIG_IGNORES, *ignore)
     return [Condition(f"config {key}", a.get(key, MISSING), b.get(key, MISSING))
-            for key in sorted(a.keys() | b.keys()) if not _under(key, skip) and a.get(key, MISSING) != b.get(key, MISSING)]
+            for key in sorted(a.keys() | b.keys()) if not under(key, skip) and a.get(key, MISSING) != b.get(key, MISSING)]
 
 
 # -- the verdict -------------------------------------------------------------------------------
@@ -349,7 +330,7 @@ def compare_runs(recorded: Mapping[str, Any], rerun: Mapping[str, Any],
     conditions, unrecorded = compare_conditions(recorded_env, rerun_env, code_from_record)
     conditions += list(config_differences)
     notes = []
-    source = _lookup(recorded, "dataset.source"), _lookup(rerun, "dataset.source")
+    source = lookup(recorded, "dataset.source"), lookup(rerun, "dataset.source")
     if source[0] is not MISSING and source[0] != source[1]:  # a path, often a link to the same files
         notes.append(f"data read from {show(source[1])} (record: {show(source[0])})")
     if not recorded_env:
