@@ -312,13 +312,14 @@ def test_no_batchnorm_input_passes_through_dropout_after_bn(downsample):
 
 
 def test_dropout_position_is_checked_and_reaches_the_model_from_the_config():
-    from test_zoo import compose_with
     from hydra.utils import instantiate
+
+    from helpers import compose
 
     with pytest.raises(PoolStudyError, match=r"model.dropout_position = 'middle' is not valid.*before_bn, after_bn"):
         LeNet(1, 10, SEED_MAXPOOL, dropout_position="middle")
-    cfg = compose_with(["model=strided", "model.dropout_position=after_bn"])
+    cfg = compose(["model=strided", "model.dropout_position=after_bn"])
     model = instantiate(cfg.model, _convert_="all", in_channels=1, num_classes=10)
     assert [n for n, m in model.named_modules() if isinstance(m, nn.Dropout)] == ["head_dropout"]
-    default = compose_with([])
+    default = compose([])
     assert default.model.dropout_position == "before_bn"

@@ -17,7 +17,7 @@ from scipy import stats
 
 from helpers import ROOT
 from poolstudy.results import identity
-from test_collect import cells_by, collect, make_hpo_sweep, write_job
+from helpers.records import cells_by, collect, make_hpo_sweep, write_job
 
 
 def run_collect(tmp_path: Path, *paths: Path, capsys, extra: tuple = ()) -> tuple[dict, str, str]:

@@ -10,7 +10,7 @@ from scipy import stats
 
 from poolstudy.results.stats import holm
 from poolstudy.results.collector import main
-from test_collect import write_job
+from helpers.records import write_job
 
 # (test_acc_raw, test_acc) per seed: the plain evaluation ranks strided first, re-estimation maxpool.
 RAW_AND_BN = {

@@ -12,7 +12,7 @@ import pytest
 from helpers import ROOT
 from poolstudy.results.archive import archive
 from poolstudy.results.publish import main as publish
-from test_collect import write_job
+from helpers.records import write_job
 
 REPORT = """# Results
 
