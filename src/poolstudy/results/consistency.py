@@ -12,8 +12,10 @@ from poolstudy.results.cells import Cell, Grouping, show_value
 from poolstudy.results.identity import RECORDED_DATA_KEYS, recorded_data
 from poolstudy.results.records import MISSING, Job
 
-# Keys that differ between jobs by design or do not change results (hpo.*: the HPO sweeper's bookkeeping).
-PER_JOB_KEYS = frozenset({"seed", "data_dir", "cache_dir", "trainer.progress"})
+# Keys that differ between jobs by design or do not change results (hpo.*: the HPO sweeper's bookkeeping;
+# dataset.download decides only whether missing files may be fetched: the data a job read is compared
+# through what its metrics.json recorded).
+PER_JOB_KEYS = frozenset({"seed", "data_dir", "cache_dir", "dataset.download", "trainer.progress"})
 PER_JOB_PREFIXES = ("hydra.", "hpo.")
 # Between variants, the downsampling operator's own settings are what is being compared.
 VARIANT_PREFIX = "model.downsample."

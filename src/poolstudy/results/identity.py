@@ -19,8 +19,9 @@ DATA_SOURCE = "recorded data source"
 SPLIT_SIZES = "recorded split sizes"
 IMAGE_SHAPE = "recorded image shape"
 CLASSES = "recorded classes"
+CLASS_NAMES = "recorded class names"
 CODE_VERSION = "code version"
-RECORDED_DATA_KEYS = (DATA_SOURCE, SPLIT_SIZES, IMAGE_SHAPE, CLASSES)
+RECORDED_DATA_KEYS = (DATA_SOURCE, SPLIT_SIZES, IMAGE_SHAPE, CLASSES, CLASS_NAMES)
 RECORDED_KEYS = (*RECORDED_DATA_KEYS, CODE_VERSION)
 
 
@@ -31,10 +32,11 @@ def result_key(key: str) -> bool:
 
 def data_source(text: str) -> str:
     """A recorded data source without the location of its files: the same MNIST IDX files read from
-    two folders are the same data, while 'CIFAR-10' (the official batches) and 'CIFAR-10 (JPEG q75
-    copy)' are not."""
+    two folders are the same data, as is the CIFAR-10 JPEG copy read from its archive or from the
+    extracted folder, while 'CIFAR-10' (the official batches) and 'CIFAR-10 (JPEG q75 copy)' are not.
+    Older records name no location at all ('CIFAR-10 (JPEG q75 copy)'); they compare equal too."""
     text = re.sub(r"^image folder [^;]*", "image folder", text)
-    return re.sub(r" in [^;]+", "", text).strip()
+    return re.sub(r" (?:in|from) [^;]+", "", text).strip()
 
 
 def recorded_data(job: Job) -> dict[str, Any]:
@@ -50,9 +52,13 @@ def recorded_data(job: Job) -> dict[str, Any]:
         facts[SPLIT_SIZES] = ", ".join(f"{split} {n}" for split, n in sizes)
     if isinstance(record.get("image_shape"), list):
         facts[IMAGE_SHAPE] = "x".join(str(d) for d in record["image_shape"])
+    # The count and the names are separate facts: older records give only the count, and a fact is
+    # compared only between jobs that recorded it, so the same 10 classes are not flagged as different
+    # data because one record lists their names.
     classes = record.get("classes")
     if isinstance(classes, list):
-        facts[CLASSES] = ", ".join(str(c) for c in classes)
+        facts[CLASSES] = f"{len(classes)} classes"
+        facts[CLASS_NAMES] = ", ".join(str(c) for c in classes)
     elif isinstance(record.get("num_classes"), int):
         facts[CLASSES] = f"{record['num_classes']} classes"
     return facts

@@ -455,6 +455,38 @@ def test_cells_trained_on_different_data_are_flagged(tmp_path, capsys):
                             "CIFAR-10 (JPEG q75 copy): maxpool k2)") for f in results["flags"])
 
 
+def test_records_of_two_code_versions_naming_the_same_data_differently_are_not_flagged(tmp_path, capsys):
+    """Records written before and after the data record grew: class names next to the count, the
+    JPEG copy's archive named in its source, dataset.download=auto by default. The same data and
+    settings, so no flag (seen when study 0's fixes were collected with study 1's records); a
+    different class set or another download setting's different data still is."""
+    root = tmp_path / "runs"
+    old = {"name": "cifar10", "source": "CIFAR-10 (JPEG q75 copy)", "image_shape": [3, 32, 32], "num_classes": 10,
+           "train": 45000, "val": 5000, "test": 10000}
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    new = {**old, "source": "CIFAR-10 (JPEG q75 copy) from /data/cifar10-jpeg.tar.gz", "classes": names}
+    for seed in range(2):
+        write_job(root / f"m{seed}", "maxpool", "cifar10", seed=seed, test_acc=0.62 + seed / 100,
+                  config={"dataset.download": False}, metrics_extra={"dataset": old})
+        write_job(root / f"s{seed}", "strided", "cifar10", seed=seed, test_acc=0.60 + seed / 100,
+                  config={"dataset.download": "auto"}, metrics_extra={"dataset": new})
+    results, _, _ = run_collect(tmp_path, root, capsys=capsys)
+    assert results["flags"] == []
+
+    other = {**new, "classes": [*names[:9], "lorry"]}
+    for seed in range(2):
+        write_job(root / f"o{seed}", "avgpool", "cifar10", seed=seed, test_acc=0.61 + seed / 100,
+                  metrics_extra={"dataset": other})
+    flags = run_collect(tmp_path, root, capsys=capsys)[0]["flags"]
+    assert len(flags) == 1 and flags[0].startswith("cifar10: variants were run with different recorded class names ("
+                                                   "airplane, automobile, bird, cat, deer, dog, frog, horse, ship, "
+                                                   "lorry: avgpool k2; "), flags
+    write_job(root / "s2", "strided", "cifar10", seed=2, test_acc=0.63, metrics_extra={"dataset": other})
+    flags = run_collect(tmp_path, root, capsys=capsys)[0]["flags"]
+    assert any(f.startswith("cifar10 / strided k5: its jobs differ in recorded class names: ") for f in flags), flags
+    assert not any("recorded classes" in f or "dataset.download" in f or "data source" in f for f in flags), flags
+
+
 def test_same_seed_on_another_subset_is_not_a_replicate(tmp_path, capsys):
     root = tmp_path / "runs"
     for seed in range(2):
