@@ -53,11 +53,16 @@ COMPLETE = "complete"  # metrics.json's status
 # is refused (it would count one configuration several times). They say where data and outputs live and
 # whether data may be downloaded, what the console shows, which resources run the job (threads and device:
 # a requeued SLURM job may get others; threads change only the last bits of oneDNN's reductions, README
-# "Reproducibility"), how the sweeper reaches its storage, and the checkpoint settings.
+# "Reproducibility"), how the sweeper reaches its storage, the checkpoint settings, and the experiment
+# trackers (LOGGER_KEY).
 # ``python -m poolstudy.reproduce`` does not list them as config differences either (threads and device are
 # compared as conditions of the run).
+# LOGGER_KEY: the logger group (conf/logger/, poolstudy.tracking) says where a job's metrics are also sent
+# (MLflow, TensorBoard), never what it computes: a job may resume under another tracker, a job logged to
+# MLflow and one that was not are one result, and the consistency check does not flag jobs that differ in it.
+LOGGER_KEY = "logger"
 RESUME_IGNORES = ("data_dir", "cache_dir", "dataset.download", "trainer.progress", "trainer.threads", "trainer.device",
-                  "hpo.storage", "checkpoint")
+                  "hpo.storage", "checkpoint", LOGGER_KEY)
 # NOT_RESULT_KEYS: the collector's wider set. Jobs that differ only in these are one experiment for the tables
 # (a seed counts once; poolstudy.results.identity). Beyond RESUME_IGNORES: settings that change at most the
 # floating-point path or the memory used (the evaluation batch size, channels-last, the allocator), the HPO

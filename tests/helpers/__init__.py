@@ -2,7 +2,8 @@
 
 Modules: ``datafiles`` (small dataset files in the official layouts), ``hpo`` (running and inspecting HPO
 sweeps), ``pgserver`` (a throw-away PostgreSQL server), ``slurmcluster`` (a single-node SLURM cluster),
-``faults/`` (a sitecustomize that injects faults into a train.py process).
+``faults/`` (a sitecustomize that injects faults into a train.py process), ``tracking`` (MLflow and
+TensorBoard stores read back).
 """
 
 from __future__ import annotations

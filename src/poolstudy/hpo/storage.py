@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.utils import db_url
 
 JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 # How the sweeper hands its jobs a storage URL that holds a password: in the environment, which
@@ -25,28 +24,17 @@ def mask_password(url: str) -> str:
     """The storage URL with any password replaced by ***, safe for logs and snapshots."""
     if not url or _is_journal(url):
         return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    return db_url.mask_password(url)
 
 
 def refuse_written_password(raw_url: str, key: str = "hydra.sweeper.storage") -> None:
-    """Refuse a password typed into the URL itself: Hydra saves the value as written in every
-    .hydra snapshot. A password drawn from an interpolation (${oc.env:VAR}) stays out of them."""
-    match = re.match(r"^[A-Za-z][\w+.-]*://[^:/@]*:(.*)@[^@]*$", raw_url or "")
-    if match and match.group(1) and "${" not in match.group(1):
-        raise PoolStudyError(
-            f"{key} = {mask_password(raw_url)!r} contains a password, which Hydra would save in every job's "
-            f".hydra snapshot and log line. Leave it out of the URL: libpq reads it from PGPASSWORD or "
-            f"~/.pgpass (postgresql://user@host/db), or write it as an interpolation, which snapshots keep "
-            f"unresolved: {key}='postgresql://user:${{oc.env:POOLSTUDY_DB_PASSWORD}}@host/db'."
-        )
+    """Refuse a password typed into the storage URL (poolstudy.utils.db_url.refuse_written_password)."""
+    db_url.refuse_written_password(raw_url, key)
 
 
 def url_for_jobs(url: str) -> str:
     """The value the sweeper passes to its jobs as hpo.storage (see STORAGE_ENV)."""
-    if not _password(url):
+    if not db_url.password(url):
         return url
     os.environ[STORAGE_ENV] = url
     return mask_password(url)
@@ -54,7 +42,7 @@ def url_for_jobs(url: str) -> str:
 
 def url_in_job(value: str) -> str:
     """The storage URL a job connects to, given its hpo.storage (undoes url_for_jobs)."""
-    if _password(value) != "***":
+    if db_url.password(value) != "***":
         return value
     real = os.environ.get(STORAGE_ENV)
     if real and mask_password(real) == value:
@@ -165,7 +153,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             engine_kwargs = {"connect_args": {"timeout": 60}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        return _rdb_storage(_with_installed_driver(url), engine_kwargs)
+        return _rdb_storage(db_url.with_installed_driver(url), engine_kwargs)
     except PoolStudyError:
         raise
     except (ArgumentError, ValueError) as exc:
@@ -177,22 +165,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         reason = str(exc).splitlines()[0]
         if sqlite_path(url) is not None and is_damage(exc):
             raise PoolStudyError(damaged_storage_message(sqlite_path(url), reason)) from None
-        for secret in filter(None, [_password(url)]):
+        for secret in filter(None, [db_url.password(url)]):
             reason = reason.replace(secret, "***")
         raise PoolStudyError(
             f"Cannot open the Optuna storage {mask_password(url)!r}: {reason}. Check that the database server "
             f"is reachable, the credentials are right and the driver is installed (psycopg2 for PostgreSQL)."
         ) from None
-
-
-def _with_installed_driver(url: str) -> str:
-    """SQLAlchemy >= 2.1 reads postgresql:// as psycopg 3; use psycopg2 (the project's driver,
-    psycopg2-binary) when only that one is installed."""
-    parsed = make_url(url)
-    if (parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None
-            and importlib.util.find_spec("psycopg2") is not None):
-        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    return url
 
 
 def _rdb_storage(url: str, engine_kwargs: dict, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -208,10 +186,3 @@ def _rdb_storage(url: str, engine_kwargs: dict, attempts: int = 5) -> optuna.sto
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
-
-
-def _password(url: str) -> str | None:
-    try:
-        return make_url(url).password
-    except ArgumentError:
-        return None

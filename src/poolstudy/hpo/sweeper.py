@@ -44,6 +44,7 @@ from poolstudy.hpo.study_summary import study_summary, write_hpo_summary
 from poolstudy.jobfolder import (HPO_SUMMARY_MD, METRICS_FILE, finished_metrics, read_record, read_status,
                                  write_status)
 from poolstudy.jobs.sweep import BASIC_SWEEPER
+from poolstudy.tracking.optuna_labels import cell_labels, label_trial, name_objective
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,7 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
         name, settings, cfg = cell.name, cell.settings, cell.plan.cfg
         overrides = [*fixed, *cell.plan.cell]
         study = self._open_study(cell, storage, factory)
+        name_objective(study)  # for optuna-dashboard (poolstudy.tracking.optuna_labels)
         study_dir = sweep_dir / name
         reclaim_interrupted(study, storage, study_dir / "trials")
         register_worker(study)
@@ -380,6 +382,8 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
                          f"hpo.trial={trial.number}", override_value("hpo.storage", storage_url),
                          f"hydra.sweep.subdir={subdir}"])
             dirs.append(sweep_dir / subdir)
+            # for optuna-dashboard: the trial's folder, cell and role (poolstudy.tracking.optuna_labels)
+            label_trial(trial, dirs[-1], cell_labels(cell.plan.identity, cell.plan.cell, self.swept_keys))
         numbers = ", ".join(str(t.number) for t in trials)
         self._where = f"during trial{'s' if len(trials) > 1 else ''} {numbers} of study {name} ({dirs[0]})"
         for trial, ret, job_dir in zip(trials, self._launch(jobs), dirs):

@@ -21,10 +21,11 @@ from poolstudy.errors import PoolStudyError
 from poolstudy.evaluation.batchnorm import has_batchnorm, recalibrate_batchnorm
 from poolstudy.evaluation.evaluate import evaluate
 from poolstudy.evaluation.invariance import invariance_metrics
-from poolstudy.jobfolder import write_metrics
+from poolstudy.jobfolder import METRICS_FILE, write_metrics
 from poolstudy.jobs.config_checks import check_config
 from poolstudy.jobs.interrupt import JobProgress
 from poolstudy.models.profile import LayerRow, count_macs, count_params, format_summary, stage_sizes, trace_shapes
+from poolstudy.tracking import Trackers
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import train_epoch
 from poolstudy.training.placement import place_model, resolve_device
@@ -62,7 +63,7 @@ def _hpo_record(cfg: DictConfig) -> dict[str, Any] | None:
 
 def train_and_evaluate(cfg: DictConfig, out_dir: Path,
                        epoch_callback: Callable[[int, float], None] | None = None,
-                       progress: JobProgress | None = None) -> dict[str, Any]:
+                       progress: JobProgress | None = None, trackers: Trackers | None = None) -> dict[str, Any]:
     """Run one job and write ``out_dir/metrics.json``; returns the metrics.
 
     The caller has made sure that ``out_dir`` may hold this job (``poolstudy.jobs.folder.prepare``,
@@ -70,8 +71,11 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     validation (the HPO sweeper's pruning hook); it may raise to stop the job. ``progress`` is kept
     current (phase, epoch in progress, epochs in the checkpoint) for the report of an interrupted job.
     Each phase's wall time goes to metrics.json's ``time_breakdown_s`` under the name it is lapped with.
+    ``trackers`` (the ``logger`` group, ``poolstudy.tracking``) get each epoch's record and, once
+    metrics.json is written, the final metrics: a tracker cannot cost the result.
     """
     progress = progress if progress is not None else JobProgress(epochs=0)
+    trackers = trackers if trackers is not None else Trackers([])
     check_config(cfg)
     progress.epochs = int(cfg.trainer.epochs)
     job_start = time.perf_counter()
@@ -86,7 +90,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     job = build_job(cfg, data, device, out_dir, progress)
     phases.lap("model")
     progress.phase = "training"
-    trained = train(cfg, job, epoch_callback, progress)
+    trained = train(cfg, job, epoch_callback, progress, trackers)
     progress.phase = "evaluation"
     phases.lap("training")
     final = evaluate_final(cfg, job, data, device, trained.history, phases)
@@ -98,6 +102,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
     write_metrics(out_dir, metrics)
     progress.phase = "done"
     job.checkpoint.finish()
+    trackers.finish(metrics, out_dir / METRICS_FILE)
     return metrics
 
 
@@ -182,8 +187,9 @@ class Trained:
 
 
 def train(cfg: DictConfig, job: Job, epoch_callback: Callable[[int, float], None] | None,
-          progress: JobProgress) -> Trained:
-    """The epochs the checkpoint does not hold yet: train, validate, report, checkpoint."""
+          progress: JobProgress, trackers: Trackers) -> Trained:
+    """The epochs the checkpoint does not hold yet: train, validate, report (log, trackers, the pruning
+    hook), checkpoint."""
     trainer = cfg.trainer
     epochs = int(trainer.epochs)
     progress_bar = None if trainer.progress == "auto" else bool(trainer.progress)
@@ -202,6 +208,7 @@ def train(cfg: DictConfig, job: Job, epoch_callback: Callable[[int, float], None
                         "val_acc": val_acc, "lr": lr, "epoch_time_s": stats.seconds})
         log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.2e  %.1fs",
                  epoch, epochs, stats.loss, 100 * stats.acc, val_loss, 100 * val_acc, lr, stats.seconds)
+        trackers.log_epoch(history[-1])  # before the pruning hook may stop the job
         if epoch_callback is not None:
             epoch_callback(epoch, val_acc)
         job.checkpoint.save(job.model, job.optimizer, job.scheduler, job.generator,

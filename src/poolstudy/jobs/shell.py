@@ -46,6 +46,7 @@ from poolstudy.jobs.interrupt import (JobInterrupted, JobProgress, LauncherGone,
                                       handle_sigterm, main_process_command)
 from poolstudy.jobs.lock import FolderBusyError, JobLock
 from poolstudy.jobs.run import train_and_evaluate
+from poolstudy.tracking import job_trackers
 from poolstudy.utils.io import NoSpaceError
 
 log = logging.getLogger("poolstudy")
@@ -171,15 +172,19 @@ def run_job(cfg: DictConfig) -> float | None:
     progress = JobProgress(epochs=int(job.epochs) if isinstance(job.epochs, int) else 0)
     watch = multirun.LauncherWatch(str(job.hydra_cfg.launcher.get("_target_", "")))
     try:
-        with JobLock(job.folder), watch:
+        # job_trackers: the logger=... experiment trackers (poolstudy.tracking); a job that ends with an exception
+        # ends their runs too
+        with JobLock(job.folder), watch, job_trackers(cfg, job.folder) as trackers:
             done = prepare(job.folder, cfg)
             job.claimed = True
+            trackers.start()
             if done is not None:
                 log.info("%s already holds a complete %s made with this configuration; not training again.",
                          job.folder, METRICS_FILE)
+                trackers.finish(done, job.folder / METRICS_FILE)  # logged unless the tracker has this record
                 job.report("reused")
                 return done["val_acc"]
-            metrics = train_and_evaluate(cfg, job.folder, _pruning_hook(cfg), progress)
+            metrics = train_and_evaluate(cfg, job.folder, _pruning_hook(cfg), progress, trackers)
             job.report("complete")
             return metrics["val_acc"]
     except optuna.TrialPruned as exc:

@@ -19,7 +19,7 @@ from hydra.core.override_parser.types import Override, QuotedString
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from poolstudy.errors import PoolStudyError
-from poolstudy.jobfolder import RESUME_IGNORES
+from poolstudy.jobfolder import LOGGER_KEY, RESUME_IGNORES
 from poolstudy.jobs.identity import ignored
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -94,7 +94,10 @@ def check_overrides(overrides: list[str], multirun: bool) -> None:
             raise PoolStudyError(
                 f"{override.input_line} sweeps a setting that does not change a job's result ({', '.join(RESUME_IGNORES)}"
                 f" are no part of a job's identity), so its jobs would be one configuration counted as "
-                f"{len(values)} results. Give one value, e.g. {key}={values[0][1]}.")
+                f"{len(values)} results. Give one value, e.g. {key}={values[0][1]}"
+                # the logger group (poolstudy.tracking): several trackers at once are one value, a list
+                + (f", or all of them at once as a list: '{key}=[{','.join(t for _, t in values)}]'."
+                   if key == LOGGER_KEY else "."))
 
 
 def expand_jobs(overrides: list[str]) -> list[list[str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from poolstudy.results import consistency, hpo_studies as hpo, records, replicates, screening
+from poolstudy.results import consistency, hpo_studies as hpo, plots, records, replicates, screening
 from poolstudy.results.cells import make_grouping
 from poolstudy.results.metric_compare import compare_metrics, parse_metrics
 from poolstudy.results.report import Collection, write_outputs
@@ -55,7 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ignore", help="comma-separated config keys (or key prefixes) the consistency check ignores")
     parser.add_argument("--storage", help="Optuna storage URL to read HPO studies from (e.g. sqlite:///hpo.db)")
     parser.add_argument("--study", nargs="+", metavar="NAME", help="studies to read from --storage (default: all)")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--no-plots", action="store_true", help="skip the figures")
+    parser.add_argument("--formats", metavar="LIST",
+                        help="the figures' file formats, comma-separated from png, svg, pdf (default: png,svg; PNG is "
+                             "always written, index.md shows it; SVG is what report.html inlines)")
+    # poolstudy.tracking.backfill
+    parser.add_argument("--to-mlflow", metavar="URI",
+                        help="also log every complete job to this MLflow store (e.g. sqlite:///outputs/mlflow.db), "
+                             "skipping records already there; one experiment per PATH")
+    parser.add_argument("--mlflow-experiment", metavar="NAME", help="with --to-mlflow: one experiment NAME for all")
     parser.add_argument("--quiet", action="store_true", help="do not print the Markdown summary")
     return parser
 
@@ -149,12 +157,30 @@ def gather(args: argparse.Namespace, argv: list[str]) -> tuple[Collection, Path]
                       duplicates, excluded, found.skipped, metric_comparison=comparison), out
 
 
+def figure_formats(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """--formats LIST as a tuple of ``plots.FORMATS`` (``default`` when not given); PNG always first."""
+    if text is None:
+        return default
+    asked = _keys(text) or []
+    unknown = [f for f in asked if f not in plots.FORMATS]
+    if unknown:
+        raise PoolStudyError(f"--formats {text}: {unknown[0]!r} is not a figure format; choose from "
+                             f"{', '.join(plots.FORMATS)}, e.g. --formats png,svg,pdf.")
+    return ("png", *[f for f in plots.FORMATS if f in asked and f != "png"])
+
+
 def collect(args: argparse.Namespace, argv: list[str]) -> int:
     collection, out = gather(args, argv)
-    summary_md, files = write_outputs(collection, out, with_plots=not args.no_plots)
+    summary_md, files = write_outputs(collection, out, with_plots=not args.no_plots,
+                                      formats=figure_formats(args.formats, plots.DEFAULT_FORMATS))
     if not args.quiet:
         print(summary_md, end="")
     print(f"wrote {len(files)} files to {out} (open {out / 'index.md'})", file=sys.stderr)
+    if args.to_mlflow:  # poolstudy.tracking.backfill: the counted records, each logged once
+        from poolstudy.tracking.backfill import backfill
+
+        counted = collection.jobs + [job for d in collection.duplicates for job in d.dropped]
+        print(backfill(counted, collection.inputs, args.to_mlflow, args.mlflow_experiment).line(), file=sys.stderr)
     return 0
 
 

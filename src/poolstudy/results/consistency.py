@@ -8,15 +8,16 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from poolstudy.jobfolder import LOGGER_KEY
 from poolstudy.results.cells import Cell, Grouping, show_value
 from poolstudy.results.identity import RECORDED_DATA_KEYS, recorded_data
 from poolstudy.results.records import MISSING, Job
 
 # Keys that differ between jobs by design or do not change results (hpo.*: the HPO sweeper's bookkeeping;
 # dataset.download decides only whether missing files may be fetched: the data a job read is compared
-# through what its metrics.json recorded).
+# through what its metrics.json recorded; the experiment trackers, poolstudy.jobfolder.LOGGER_KEY).
 PER_JOB_KEYS = frozenset({"seed", "data_dir", "cache_dir", "dataset.download", "trainer.progress"})
-PER_JOB_PREFIXES = ("hydra.", "hpo.")
+PER_JOB_PREFIXES = ("hydra.", "hpo.", f"{LOGGER_KEY}.")
 # Between variants, the downsampling operator's own settings are what is being compared.
 VARIANT_PREFIX = "model.downsample."
 ARCH_KEY, ARCH_PREFIX = "model.arch", "model."

@@ -1,15 +1,18 @@
-"""PNG figures of a summary. Figures are built with matplotlib's object API (no pyplot state, no GUI
-backend) and saved without a timestamp or version stamp, so the same inputs give the same bytes."""
+"""Figures of a summary, each as PNG and as vector SVG (and PDF on request; ``FORMATS``). Figures are built with
+matplotlib's object API (no pyplot state, no GUI backend) and saved without a timestamp or version
+stamp (SVG ids from a fixed salt), so the same inputs give the same bytes."""
 
 from __future__ import annotations
 
 import io
 import math
+from pathlib import PurePath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -37,10 +40,40 @@ class Palette:
         return self.colors[label]
 
 
-def save_png(fig: Figure, path: Path) -> None:
+FORMATS = ("png", "svg", "pdf")  # the formats a figure can be written in
+# PNG for Markdown (index.md shows it, so it is always written), SVG for report.html (inlined) and papers;
+# PDF on request (python -m poolstudy.collect --formats png,svg,pdf): it repeats the SVG's content.
+DEFAULT_FORMATS = ("png", "svg")
+# No stamps: the same figure gives the same bytes (PDF: no dates or producer; SVG: no date, fixed id salt).
+_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
+             "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
+
+
+def figure_bytes(fig: Figure, fmt: str) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    atomic_write_bytes(path, buffer.getvalue())
+    with matplotlib.rc_context({"svg.hashsalt": "poolstudy", "svg.fonttype": "path", "pdf.fonttype": 42}):
+        fig.savefig(buffer, format=fmt, dpi=DPI, bbox_inches="tight", metadata=_METADATA[fmt])
+    return buffer.getvalue()
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    atomic_write_bytes(path, figure_bytes(fig, "png"))
+
+
+def save_figure(fig: Figure, png_path: Path, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[str]:
+    """``png_path`` and its siblings in the other ``formats`` (same stem); returns the file names written."""
+    written = []
+    for fmt in formats:
+        path = png_path.with_suffix(f".{fmt}")
+        atomic_write_bytes(path, figure_bytes(fig, fmt))
+        written.append(path.name)
+    return written
+
+
+def format_names(name: str, formats: tuple[str, ...] = FORMATS) -> list[str]:
+    """The files of the figure ``name`` (a .png name) in ``formats``, PNG included when listed."""
+    stem = PurePath(name).stem
+    return [f"{stem}.{fmt}" for fmt in formats]
 
 
 def _panel_axes(n: int, suptitle: str) -> tuple[Figure, list[Axes]]:
@@ -64,31 +97,55 @@ def _per_panel(panels: list[Any], suptitle: str, draw: Callable[[Axes, Any], Non
 
 
 def accuracy_figure(summary: Summary, palette: Palette) -> Figure:
-    ylabel = f"{metric_title(summary.metric)} (%)"
-
-    def draw(ax: Axes, panel: Any) -> None:
-        rows = summary.in_panel(panel)
-        for x, row in enumerate(rows):
+    """Per dataset, one row per variant, sorted by mean (best on top): seeds as dots, the mean with its
+    95 % Student-t interval as a bar. Tuned variants (HPO final runs) have filled dots and a black bar,
+    untuned ones hollow dots and a grey bar; the baseline's label is bold. Horizontal rows keep the labels
+    readable at any number of variants."""
+    xlabel = f"{metric_title(summary.metric)} (%)"
+    panels = summary.panels
+    n_rows = max((len([r for r in summary.in_panel(p) if r.metric.n]) for p in panels), default=1)
+    cols = min(max(len(panels), 1), 3)
+    grid_rows = math.ceil(max(len(panels), 1) / cols)
+    # 0.3 inch per variant row, a panel's title and axis around them, the figure's title and legend once
+    fig = Figure(figsize=(PANEL_SIZE[0] * cols + 1.2, grid_rows * (1.0 + 0.3 * max(n_rows, 3)) + 0.6),
+                 layout="constrained")
+    axes = list(fig.subplots(grid_rows, cols, squeeze=False).flat)
+    for extra in axes[len(panels):]:
+        extra.set_visible(False)
+    any_tuned = any(row.cell.tuned for row in summary.rows)
+    for ax, panel in zip(axes, panels):
+        rows = sorted((r for r in summary.in_panel(panel) if r.metric.n), key=lambda r: (-r.metric.mean, r.label))
+        ax.set_title(panel_name(panel))
+        ax.grid(axis="x", alpha=0.3)
+        for y, row in enumerate(rows):
             values = 100 * np.asarray(row.values)
-            # Seeds spread evenly sideways (not randomly: the figure must be reproducible).
-            offsets = np.linspace(-0.18, 0.18, len(values)) if len(values) > 1 else np.zeros(len(values))
-            ax.scatter(x + offsets, values, s=16, color=palette[row.label], alpha=0.6, zorder=2)
+            # seeds spread evenly in the row (not randomly: the figure must be reproducible)
+            offsets = np.linspace(-0.22, 0.22, len(values)) if len(values) > 1 else np.zeros(len(values))
+            color = palette[row.label]
+            ax.scatter(values, y + offsets, s=18, zorder=2, linewidths=1.1,
+                       facecolors=color if row.cell.tuned else "none", edgecolors=color, alpha=0.75)
+            bar_color = "black" if row.cell.tuned or not any_tuned else "0.45"
             if row.metric.n >= 2:
                 err = [[100 * (row.metric.mean - row.metric.ci_low)], [100 * (row.metric.ci_high - row.metric.mean)]]
-                ax.errorbar([x], [100 * row.metric.mean], yerr=err, fmt="_", color="black", markersize=18,
-                            capsize=5, zorder=3)
-            elif row.metric.n == 1:
-                ax.plot([x], [100 * row.metric.mean], "_", color="black", markersize=18, zorder=3)
-        ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=20, ha="right")
-        ax.set_xlim(-0.6, len(rows) - 0.4)
-        ax.set_xlabel("variant")
-        ax.set_ylabel(ylabel)
-
-    fig = _per_panel(summary.panels, f"{metric_title(summary.metric).capitalize()} per variant", draw)
-    fig.legend(handles=[Line2D([], [], marker="o", ls="", color="gray", alpha=0.6, label="one seed"),
-                        Line2D([], [], marker="_", ls="", color="black", markersize=14,
-                               label="mean ± 95% CI (Student t)")],
-               loc="outside lower center", ncols=2)
+                ax.errorbar([100 * row.metric.mean], [y], xerr=err, fmt="|", color=bar_color, markersize=14,
+                            capsize=4, zorder=3)
+            else:
+                ax.plot([100 * row.metric.mean], [y], "|", color=bar_color, markersize=14, zorder=3)
+        ax.set_yticks(range(len(rows)), [r.label for r in rows])
+        for tick, row in zip(ax.get_yticklabels(), rows):
+            if row.is_baseline:
+                tick.set_fontweight("bold")
+        ax.set_ylim(len(rows) - 0.5, -0.5)  # best on top
+        ax.set_xlabel(xlabel)
+    handles = [Line2D([], [], marker="|", ls="", color="black", markersize=12, label="mean ± 95% CI (Student t)")]
+    if any_tuned:
+        handles = [Line2D([], [], marker="o", ls="", color="gray", label="tuned (HPO): one seed"),
+                   Line2D([], [], marker="o", ls="", color="gray", markerfacecolor="none",
+                          label="untuned (defaults): one seed"), *handles]
+    else:
+        handles.insert(0, Line2D([], [], marker="o", ls="", color="gray", markerfacecolor="none", label="one seed"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
+    fig.suptitle(f"{metric_title(summary.metric).capitalize()} per variant, best first (baseline in bold)")
     return fig
 
 
@@ -218,7 +275,8 @@ def hpo_expected_max_figure(studies: list[Study], palette: Palette) -> Figure | 
 
 # (file name, caption, builder) in report order.
 FIGURES: list[tuple[str, str, Callable[..., Figure | None]]] = [
-    ("accuracy.png", "Accuracy per variant and dataset; dots are seeds, bars the 95% CI of the mean.",
+    ("accuracy.png", "Accuracy per variant and dataset, best first; dots are seeds (filled: tuned by HPO, hollow: "
+                     "untuned), bars the 95% CI of the mean; the baseline's label is bold.",
      lambda summary, studies, palette: accuracy_figure(summary, palette)),
     ("learning_curves.png", "Validation accuracy per epoch, mean ± 1 std over seeds.",
      lambda summary, studies, palette: learning_curves_figure(summary, palette)),
@@ -231,17 +289,31 @@ FIGURES: list[tuple[str, str, Callable[..., Figure | None]]] = [
     ("hpo_expected_max.png", "Expected best validation accuracy for a budget of n trials (Dodge et al. 2019): "
                              "a budget-fair comparison of tuned variants.",
      lambda summary, studies, palette: hpo_expected_max_figure(studies, palette)),
+    # poolstudy.results.rank: its caption says how the ranks and verdicts are computed
+    ("ranks.png", "", lambda summary, studies, palette: _rank_figure(summary)),
 ]
 FIGURE_NAMES = tuple(name for name, _, _ in FIGURES)
 
 
-def write_figures(summary: Summary, studies: list[Study], out: Path) -> list[tuple[str, str]]:
-    """Writes every figure that has data; returns (file name, caption) of those written."""
+def _rank_figure(summary: Summary) -> tuple[Figure, str] | None:
+    from poolstudy.results.rank import caption, rank_variants
+    from poolstudy.results.rank_plot import rank_figure
+
+    ranking = rank_variants(summary)
+    return None if ranking is None else (rank_figure(ranking), caption(ranking))
+
+
+def write_figures(summary: Summary, studies: list[Study], out: Path,
+                  formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[tuple[str, str]]:
+    """Writes every figure that has data, as ``<name>.png`` and its vector siblings (``formats``); returns
+    (PNG file name, caption) of those written. A builder may return (figure, caption) to set the caption."""
     palette = Palette([row.label for row in summary.rows] + [s.label for s in studies])
     written = []
     for name, caption, build in FIGURES:
         fig = build(summary, studies, palette)
+        if isinstance(fig, tuple):
+            fig, caption = fig
         if fig is not None:
-            save_png(fig, out / name)
+            save_figure(fig, out / name, formats)
             written.append((name, caption))
     return written

@@ -29,6 +29,7 @@ SUMMARY_CSV = "summary.csv"
 JOBS_CSV = "jobs.csv"
 SUMMARY_TEX = "summary.tex"
 RESULTS_JSON = "results.json"
+REPORT_HTML = "report.html"  # poolstudy.results.html_report
 MAX_LISTED = 50  # unfinished jobs listed in Markdown; jobs.csv and results.json hold all
 
 
@@ -269,13 +270,17 @@ def _first_line(text: str | None, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def index_markdown(col: Collection, summary_md: str, figures: list[tuple[str, str]]) -> str:
-    parts = ["# poolstudy report", f"Made by `{col.command}`.", summary_md.split("\n", 1)[1].strip()]
+def index_markdown(col: Collection, summary_md: str, figures: list[tuple[str, str]], extra: list[str] = (),
+                   formats: tuple[str, ...] = ("png",), html: bool = False) -> str:
+    parts = ["# poolstudy report", f"Made by `{col.command}`.", summary_md.split("\n", 1)[1].strip(), *extra]
     if figures:
         parts.append("## Figures")
         parts += [f"![{caption}]({name})\n\n*{caption}*" for name, caption in figures]
+    also = [f.upper() for f in formats if f != "png"]
     parts += ["## Files", f"`{SUMMARY_CSV}` (one row per cell, full precision), `{JOBS_CSV}` (one row per job), "
-                          f"`{SUMMARY_TEX}` (booktabs tables), `{RESULTS_JSON}` (everything above, machine-readable)."]
+                          f"`{SUMMARY_TEX}` (booktabs tables), `{RESULTS_JSON}` (everything above, machine-readable)"
+                          + (f", `{REPORT_HTML}` (this report in one self-contained file)" if html else "")
+                          + (f"; each figure also as {' and '.join(also)}." if figures and also else ".")]
     return "\n\n".join(parts) + "\n"
 
 
@@ -284,21 +289,41 @@ def job_labels(cells: list[Cell]) -> dict[str, tuple[str, str]]:
             for cell in cells for job in cell.jobs}
 
 
-def write_outputs(col: Collection, out: Path, with_plots: bool = True) -> tuple[str, list[str]]:
-    """Writes every output into ``out``; returns the summary Markdown and the files written."""
+def write_outputs(col: Collection, out: Path, with_plots: bool = True, formats: tuple[str, ...] = plots.DEFAULT_FORMATS,
+                  html: bool = True) -> tuple[str, list[str]]:
+    """Writes every output into ``out``; returns the summary Markdown and the files written. ``formats``:
+    the figures' file formats (``plots.FORMATS``; PNG always); ``html``: also report.html. A figure or
+    format not written this time is removed, so that no file of an earlier collection is left stale."""
+    from poolstudy.results import html_report, rank
+
+    formats = ("png", *[f for f in formats if f != "png"])
     out.mkdir(parents=True, exist_ok=True)
     summary_md = summary_markdown(col)
-    figures = plots.write_figures(col.summary, col.studies, out) if with_plots else []
-    for stale in set(plots.FIGURE_NAMES) - {name for name, _ in figures}:
-        (out / stale).unlink(missing_ok=True)  # a figure of an earlier collection that has no data now
+    figures = plots.write_figures(col.summary, col.studies, out, formats) if with_plots else []
+    written = {name for name, _ in figures}
+    for name in plots.FIGURE_NAMES:
+        kept = formats if name in written else ()
+        for stale in plots.format_names(name, tuple(f for f in plots.FORMATS if f not in kept)):
+            (out / stale).unlink(missing_ok=True)
+    ranking = rank.rank_variants(col.summary)
+    ranks_md = [] if ranking is None else ["## Ranks across datasets", rank.caption(ranking),
+                                           rank.ranking_markdown(ranking)]
 
     atomic_write_text(out / SUMMARY_MD, summary_md)
-    atomic_write_text(out / INDEX_MD, index_markdown(col, summary_md, figures))
+    atomic_write_text(out / INDEX_MD, index_markdown(col, summary_md, figures, ranks_md, formats, html))
+    if html:
+        atomic_write_text(out / REPORT_HTML, html_report.render(col, summary_sections(col), figures, out, ranking,
+                                                                formats))
+    else:
+        (out / REPORT_HTML).unlink(missing_ok=True)
     atomic_write_text(out / SUMMARY_CSV, tables.summary_frame(col.summary).to_csv(index=False, lineterminator="\n"))
     atomic_write_text(out / JOBS_CSV, tables.jobs_frame(col.jobs, job_labels(col.cells)).to_csv(
         index=False, lineterminator="\n"))
     atomic_write_text(out / SUMMARY_TEX, "% Needs \\usepackage{booktabs}.\n" + tables.overview_latex(col.summary)
                       + "\n" + tables.detail_latex(col.summary))
-    files = [SUMMARY_MD, INDEX_MD, SUMMARY_CSV, JOBS_CSV, SUMMARY_TEX, RESULTS_JSON, *[n for n, _ in figures]]
-    atomic_write_json(out / RESULTS_JSON, results_json(col, files))
+    files = [SUMMARY_MD, INDEX_MD, SUMMARY_CSV, JOBS_CSV, SUMMARY_TEX, RESULTS_JSON, *([REPORT_HTML] if html else []),
+             *[f for n, _ in figures for f in plots.format_names(n, formats)]]
+    record = results_json(col, files)
+    record["ranking"] = _clean(rank.ranking_record(ranking)) if ranking is not None else None
+    atomic_write_json(out / RESULTS_JSON, record)
     return summary_md, files

@@ -218,8 +218,22 @@ def test_plots_written_and_output_identical_on_rerun(study_tree, capsys):
     assert collect(study_tree, capsys=capsys)[0] == 0
     assert file_digests(out) == first
     assert file_digests(study_tree, skip=out) == inputs_before  # inputs untouched
+    figures = ("accuracy", "learning_curves", "accuracy_vs_compute", "ranks")  # each as PNG and SVG by default
     assert set(first) == {"summary.md", "index.md", "summary.csv", "jobs.csv", "summary.tex", "results.json",
-                          "accuracy.png", "learning_curves.png", "accuracy_vs_compute.png"}
+                          "report.html", *[f"{name}.{ext}" for name in figures for ext in ("png", "svg")]}
+
+
+def test_figure_formats_on_request_and_stale_ones_removed(study_tree, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert collect(study_tree, "--out", out, "--formats", "pdf,svg", capsys=capsys)[0] == 0
+    written = json.loads((out / "results.json").read_text())["files"]
+    assert {"accuracy.png", "accuracy.svg", "accuracy.pdf", "ranks.pdf"} <= set(written)  # PNG always
+    assert (out / "accuracy.pdf").read_bytes().startswith(b"%PDF")
+    assert "each figure also as SVG and PDF" in (out / "index.md").read_text()
+    assert collect(study_tree, "--out", out, "--formats", "png", capsys=capsys)[0] == 0  # the PDF/SVG now stale
+    assert not list(out.glob("*.pdf")) and not list(out.glob("*.svg")) and (out / "accuracy.png").is_file()
+    code, _, err = collect(study_tree, "--out", out, "--formats", "png,eps", capsys=capsys)
+    assert code == 2 and "--formats png,eps: 'eps' is not a figure format" in err and "png, svg, pdf" in err
 
 
 def test_mixed_commits_and_settings_are_flagged(tmp_path, capsys):
@@ -397,7 +411,7 @@ def test_console_entry_points_run(study_tree, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "poolstudy.collect", str(study_tree), "--out", str(tmp_path / "a"),
                            "--no-plots"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("# Results: test accuracy") and "wrote 6 files" in proc.stderr
+    assert proc.stdout.startswith("# Results: test accuracy") and "wrote 7 files" in proc.stderr
     proc = subprocess.run([sys.executable, str(ROOT / "collect.py"), str(study_tree), "--by", "bogus"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     problems = [line for line in proc.stderr.splitlines() if not line.startswith("warning: ")]
