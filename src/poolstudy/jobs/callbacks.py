@@ -15,12 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from poolstudy.errors import PoolStudyError
 from poolstudy.jobs import multirun, sweep
 from poolstudy.jobs.interrupt import main_process_command
+from poolstudy.jobs.strict_callback import StrictCallback
 
 
 def unwritable_reason(folder: str | os.PathLike) -> str | None:
@@ -49,7 +49,7 @@ def _stop_unless_writable(key: str, folder: Any) -> None:
               f"write to, e.g. {key}=outputs/mine (single runs set hydra.run.dir, multiruns hydra.sweep.dir).")
 
 
-class ConfigEnvCheck(Callback):
+class ConfigEnvCheck(StrictCallback):
     """Stops a run whose config uses ``${oc.env:NAME}`` (no default) with NAME unset, naming the key."""
 
     def _check(self, config: DictConfig) -> None:
@@ -73,7 +73,7 @@ def _stop_if_hydra_writes_the_snapshot(config: DictConfig) -> None:
               "check. Leave hydra.output_subdir null (drop the override).")
 
 
-class OutputFolderCheck(Callback):
+class OutputFolderCheck(StrictCallback):
     """Stops a run whose output folder (hydra.run.dir / hydra.sweep.dir) cannot be written, or whose
     snapshot Hydra would write before the job-folder check (hydra.output_subdir set)."""
 
@@ -86,7 +86,7 @@ class OutputFolderCheck(Callback):
         _stop_unless_writable("hydra.sweep.dir", config.hydra.sweep.dir)
 
 
-class SweepCheck(Callback):
+class SweepCheck(StrictCallback):
     """Stops a sweep that would run identical jobs (repeated values, a swept setting outside the identity)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -97,7 +97,7 @@ class SweepCheck(Callback):
             _stop(str(exc))
 
 
-class MultirunOutcomes(Callback):
+class MultirunOutcomes(StrictCallback):
     """Collects every job's outcome (``poolstudy.jobs.multirun``); at the end lists the jobs that did not finish.
 
     Under Hydra's basic sweeper such a multirun exits with status 1 after all its jobs ran. The HPO

@@ -6,13 +6,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from poolstudy.errors import PoolStudyError
+from poolstudy.jobs.strict_callback import StrictCallback
 
 
-class LoggerCheck(Callback):
+class LoggerCheck(StrictCallback):
     """Stops with one message (exit status 2) when the logger configuration cannot work."""
 
     def _check(self, config: DictConfig) -> None:
