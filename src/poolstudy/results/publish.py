@@ -1,7 +1,7 @@
 """Keep a hand-written report (RESULTS.md) and the collector's numbers in step.
 
 The report's prose is written by hand; its tables are not. Each table block sits between markers
-that name where its numbers come from:
+that name where its numbers come from::
 
     <!-- poolstudy.collect docs/studies/seed_replication --out docs/results/seed_replication -->
     ... (written by this command: the collector's tables for those records) ...
@@ -24,7 +24,7 @@ whose numbers drifted from the committed records (or records changed after the r
 commands then check the prose (:mod:`poolstudy.results.prose_check`): a decimal number the prose quotes must be
 in a table the paragraph cites, so the prose cannot drift from the records either (exit 1 otherwise).
 
-``--docs`` adds the documentation (README.md and docs/*.md, from the repository root) to the reports:
+``--docs`` adds the documentation (README.md and ``docs/*.md``, from the repository root) to the reports:
 a page without blocks has only its prose checked, and docs/bad_input.md, written whole by
 tests/e2e/test_bad_input.py, is left to that test. Block paths are relative to the page's folder.
 
@@ -158,7 +158,7 @@ def pending_note(missing: list[str], report: Path) -> str:
 
 
 def render_bn_shift(block: Block, report: Path) -> str:
-    """A bn_shift block's body: the table of every record (*.json) under its paths."""
+    """A bn_shift block's body: the table of every record (``*.json``) under its paths."""
     paths = shlex.split(block.args)
     files = sorted({f for p in map(Path, paths) for f in ([p] if p.is_file() else sorted(p.glob("*.json")))})
     if not paths or not files:
@@ -237,7 +237,7 @@ GENERATED_PAGES = {"docs/bad_input.md": "tests/e2e/test_bad_input.py"}
 
 
 def documentation_pages(root: Path) -> list[Path]:
-    """README.md and docs/*.md under ``root``, without the pages a test writes whole."""
+    """README.md and ``docs/*.md`` under ``root``, without the pages a test writes whole."""
     pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
     return [p for p in pages if p.is_file() and p.relative_to(root).as_posix() not in GENERATED_PAGES]
 
