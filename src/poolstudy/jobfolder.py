@@ -52,8 +52,8 @@ COMPLETE = "complete"  # metrics.json's status
 # (a folder belongs to its configuration's identity, poolstudy.jobs.identity), and a sweep over one of them
 # is refused (it would count one configuration several times). They say where data and outputs live and
 # whether data may be downloaded, what the console shows, which resources run the job (threads and device:
-# a requeued SLURM job may get others; threads change only the last bits of oneDNN's reductions, README
-# "Reproducibility"), how the sweeper reaches its storage, and the checkpoint settings.
+# a requeued SLURM job may get others; threads change only the last bits of oneDNN's reductions,
+# docs/reproducibility.md), how the sweeper reaches its storage, and the checkpoint settings.
 # ``python -m poolstudy.reproduce`` does not list them as config differences either (threads and device are
 # compared as conditions of the run).
 RESUME_IGNORES = ("data_dir", "cache_dir", "dataset.download", "trainer.progress", "trainer.threads", "trainer.device",
