@@ -21,7 +21,7 @@ copyright = "poolstudy contributors"  # noqa: A001 (Sphinx's name)
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "studies", "results", "bench", "bn_shift", "README.md"]
+exclude_patterns = ["_build", "studies", "results", "bench", "bn_shift"]
 
 myst_heading_anchors = 3  # links to "#a-section" of a page resolve
 autodoc_member_order = "bysource"
