@@ -52,8 +52,8 @@ COMPLETE = "complete"  # metrics.json's status
 # (a folder belongs to its configuration's identity, poolstudy.jobs.identity), and a sweep over one of them
 # is refused (it would count one configuration several times). They say where data and outputs live and
 # whether data may be downloaded, what the console shows, which resources run the job (threads and device:
-# a requeued SLURM job may get others; threads change only the last bits of oneDNN's reductions, README
-# "Reproducibility"), how the sweeper reaches its storage, the checkpoint settings, and the experiment
+# a requeued SLURM job may get others; threads change only the last bits of oneDNN's reductions,
+# docs/reproducibility.md), how the sweeper reaches its storage, the checkpoint settings, and the experiment
 # trackers (LOGGER_KEY).
 # ``python -m poolstudy.reproduce`` does not list them as config differences either (threads and device are
 # compared as conditions of the run).

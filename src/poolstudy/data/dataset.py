@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class DataSplits:
+    """A job's data: ``(images, labels)`` per split, images uint8 ``(N, C, H, W)`` (raw pixels, 0–255), labels
+    int64 ``(N,)`` in ``[0, num_classes)``; ``mean`` and ``std`` (per channel, pixel values scaled to [0, 1])
+    normalise batches; ``source`` names the files read (``metrics.json``'s ``dataset.source``)."""
+
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
@@ -37,10 +41,12 @@ class DataSplits:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
         return tuple(self.train[0].shape[1:])  # type: ignore[return-value]
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (``len(classes)``)."""
         return len(self.classes)
 
     def batches(self, split: str, batch_size: int, device: torch.device, shuffle=False, generator=None) -> TensorBatches:
@@ -50,6 +56,7 @@ class DataSplits:
                              merge_single_last=split == "train")
 
     def to(self, device: torch.device) -> DataSplits:
+        """The same splits with every tensor on ``device`` (still uint8: batches are normalised when sliced)."""
         move = lambda pair: (pair[0].to(device), pair[1].to(device))  # noqa: E731
         return DataSplits(move(self.train), move(self.val), move(self.test), self.classes, self.mean, self.std, self.source)
 
@@ -102,8 +109,17 @@ def load_splits(cfg: Any, data_dir: str | Path, cache_dir: str | Path) -> DataSp
 
     Relative ``data_dir``, ``cache_dir`` and ``dataset.root`` are resolved against the
     directory train.py was started in (Hydra's ``hydra.runtime.cwd``), also under
-    ``hydra.job.chdir=true``. Raises :class:`DataError` / :class:`PoolStudyError` for
-    unusable data or settings.
+    ``hydra.job.chdir=true``.
+
+    Returns:
+        :class:`DataSplits` on the CPU: ``dataset.train_subset`` / ``test_subset`` taken (stratified), the
+        controlled test shift applied, and ``val_fraction`` of the training images held out (stratified,
+        fixed by ``split_seed``; the same for every model and training seed).
+
+    Raises:
+        DataError: files missing (and not downloadable), truncated or unreadable; an image folder with empty or
+            mismatched classes; a channel with zero variance; an unknown ``color_mode``.
+        PoolStudyError: a split left empty by the subset and validation settings.
     """
     color_mode = cfg.get("color_mode", "auto")
     if color_mode not in COLOR_MODES:

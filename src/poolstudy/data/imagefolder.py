@@ -1,6 +1,6 @@
 """Image-folder trees ``<root>/{train,test}/<class>/<image>``: which entries count, the colour policy.
 
-Entries (rule documented in the README, section "Data"):
+Entries (rule documented in docs/data.md, "Image folders"):
 
 * hidden entries — names starting with ``.`` (``.DS_Store``, ``._x.png``, ``.ipynb_checkpoints``)
   — and the system folders/files ``__MACOSX``, ``Thumbs.db``, ``desktop.ini`` are skipped at

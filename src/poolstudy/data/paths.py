@@ -1,7 +1,7 @@
 """Relative data paths mean "relative to where train.py was started", whatever Hydra's job cwd is.
 
 With ``hydra.job.chdir=true`` Hydra runs each job inside its output folder, so a relative
-``data_dir`` such as ``../shared/datasets`` (the README's ``POOLSTUDY_DATA``) would point
+``data_dir`` such as ``../shared/datasets`` (docs/data.md's ``POOLSTUDY_DATA``) would point
 somewhere else in every job. Relative ``data_dir``, ``cache_dir`` and ``dataset.root`` are
 therefore resolved against Hydra's launch directory (``hydra.runtime.cwd``), or the current
 directory when no Hydra job is running.

@@ -67,7 +67,7 @@ def shift_images(images: torch.Tensor, dy: torch.Tensor | int, dx: torch.Tensor 
 
 
 def ring_offsets(distance: int) -> torch.Tensor:
-    """All (dy, dx) at Chebyshev distance ``distance`` (max(|dy|, |dx|) == distance), as (K, 2):
+    """All (dy, dx) at Chebyshev distance ``distance`` (``max(|dy|, |dx|) == distance``), as (K, 2):
     every direction, axial and diagonal; [(0, 0)] for distance 0."""
     span = torch.arange(-distance, distance + 1)
     grid = torch.cartesian_prod(span, span)

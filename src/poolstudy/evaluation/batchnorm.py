@@ -21,6 +21,7 @@ _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` holds a BatchNorm layer (1-, 2- or 3-d); without one there is nothing to re-estimate."""
     return any(isinstance(m, _BN) for m in model.modules())
 
 
@@ -28,7 +29,17 @@ def has_batchnorm(model: nn.Module) -> bool:
 def recalibrate_batchnorm(model: nn.Module, batches: TensorBatches, max_batches: int | None = None) -> int:
     """Recompute every BatchNorm's running mean/var as an exact average over the batches.
 
-    Returns the number of images used. Dropout and every other layer stay in eval mode.
+    Dropout and every other layer stay in eval mode; no weight changes (``torch.no_grad``). Each BatchNorm's
+    ``momentum`` is set to ``None`` for the pass (torch's cumulative average, i.e. the exact mean over the
+    batches) and restored afterwards. The remedy of Li et al. (2019) for the dropout variance shift.
+
+    Args:
+        model: the trained model; left in eval mode.
+        batches: training batches ``(B, C, H, W)``, normalised, on the model's device.
+        max_batches: use at most this many batches (``trainer.bn_recalibration_batches``); ``None``: all.
+
+    Returns:
+        The number of images used (0 when the model has no BatchNorm).
     """
     bns = [m for m in model.modules() if isinstance(m, _BN)]
     if not bns:

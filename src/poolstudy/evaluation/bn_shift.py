@@ -103,7 +103,7 @@ def compare_with_running_stats(model: nn.Module, moments: dict[str, InputMoments
 
     ``var_ratio``: running_var / input variance over the layer's live channels (mean, median, min,
     max; channels with input variance below DEAD_VARIANCE are counted in ``dead_channels``);
-    ``mean_offset``: |running_mean - input mean| / input standard deviation, mean over live channels.
+    ``mean_offset``: ``|running_mean - input_mean|`` / input standard deviation, mean over live channels.
     """
     rows = []
     for name, bn in batchnorm_layers(model).items():

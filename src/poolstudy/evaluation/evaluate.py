@@ -11,7 +11,12 @@ from poolstudy.data.loader import TensorBatches
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, batches: TensorBatches) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over all batches, in eval mode."""
+    """Mean cross-entropy (nats per image) and accuracy (fraction in [0, 1]) over all batches, in eval mode.
+
+    Args:
+        model: maps a normalised batch ``(B, C, H, W)`` to logits ``(B, classes)``.
+        batches: the split's batches (images and labels on the model's device).
+    """
     model.eval()
     device = batches.images.device
     loss_sum = torch.zeros((), device=device)

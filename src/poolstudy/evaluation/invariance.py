@@ -63,6 +63,19 @@ class ProbeSettings:
 
 @dataclass
 class ProbeResults:
+    """What the probes measured; each field is the ``metrics.json`` key of the same name.
+
+    Attributes:
+        shift_consistency: fraction in [0, 1] of (image, pair of random shifts) with the same predicted class
+            (Zhang 2019).
+        acc_vs_shift: ``{"0": acc, "1": acc, ...}``: accuracy (fraction) with every image shifted by exactly d
+            pixels (Chebyshev distance), all directions of the ring equally often.
+        prediction_distance_1px: mean total variation (in [0, 1]) or KL divergence (nats) between the softmax
+            outputs of an image and of its 1-pixel shift (Azulay & Weiss 2019).
+        layer_shift_change: with ``layerwise``, ``{"init"|"trained": {block: mean relative change}}`` of each
+            top-level block's output under that shift (Ruderman et al. 2018); else ``None``.
+    """
+
     shift_consistency: float
     acc_vs_shift: dict[str, float]
     prediction_distance_1px: float
@@ -141,7 +154,14 @@ def _paired_logits(model: nn.Module, images: torch.Tensor, normalize: Normalizer
 
 
 def prediction_distance(logits_a: torch.Tensor, logits_b: torch.Tensor, metric: str) -> float:
-    """Mean distance between the softmax outputs: total variation, or KL(p_a || p_b)."""
+    """Mean distance between the softmax outputs of two ``(N, classes)`` logit tensors, computed in float64.
+
+    Args:
+        metric: ``"tv"``: total variation, half the L1 distance, in [0, 1]; ``"kl"``: KL(p_a ‖ p_b) in nats.
+
+    Raises:
+        PoolStudyError: another ``metric`` (names ``invariance.stability_metric`` and the valid values).
+    """
     log_p, log_q = F.log_softmax(logits_a.double(), 1), F.log_softmax(logits_b.double(), 1)
     if metric == "tv":
         per_image = 0.5 * (log_p.exp() - log_q.exp()).abs().sum(1)
@@ -161,7 +181,20 @@ def probe_invariance(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
                      settings: ProbeSettings, batch_size: int = 1024,
                      initial_model: nn.Module | None = None) -> ProbeResults:
     """Run every probe on ``images`` (uint8, N x C x H x W, on the model's device), shifting the
-    raw pixels before normalisation so that zero padding means black."""
+    raw pixels before normalisation so that zero padding means black.
+
+    Args:
+        model: the trained model (put in eval mode); logits ``(B, classes)`` from normalised ``(B, C, H, W)``.
+        images: raw test images, uint8 ``(N, C, H, W)``.
+        labels: int64 ``(N,)``.
+        normalize: the job's per-channel normalisation, applied after each shift.
+        settings: the ``invariance`` node (subset, shifts in pixels, passes, seed, metric).
+        batch_size: images per forward pass.
+        initial_model: the same architecture freshly initialised, for ``layer_shift_change["init"]``.
+
+    Raises:
+        PoolStudyError: ``max_shift`` below 1 or not smaller than the image side, or an unknown metric.
+    """
     check_shift("invariance.max_shift", settings.max_shift, tuple(images.shape))
     if settings.max_shift < 1:
         raise PoolStudyError(f"invariance.max_shift = {settings.max_shift} is not valid: it must be an integer >= 1.")
@@ -213,7 +246,11 @@ def _seeded_model(factory: Callable[[], nn.Module], seed: int, device: torch.dev
 
 def invariance_metrics(cfg: Any, model: nn.Module, data: Any, initial_model: Callable[[], nn.Module] | None = None
                        ) -> dict[str, Any]:
-    """The metrics.json entries of the probes for one finished job (``data`` is its DataSplits)."""
+    """The ``metrics.json`` entries of the probes for one finished job (``data`` is its DataSplits).
+
+    Returns ``{"invariance": settings and ``time_s`` (seconds), ...}`` plus the :class:`ProbeResults` fields when
+    ``invariance.enabled``; with the probes off only the settings and the dataset's test shift.
+    """
     node = cfg.invariance
     record: dict[str, Any] = {"enabled": bool(node.enabled)}
     dataset = cfg.dataset

@@ -2,7 +2,7 @@
 (type and seed), pruner and epoch budget for every cell; resumable; final multi-seed runs.
 
 It extends hydra-optuna-sweeper (its configuration, ``hydra.sweeper.params`` syntax, sampler
-configs and launcher handling) with what a fair comparison needs; see README "Fair
+configs and launcher handling) with what a fair comparison needs; see docs/studies.md, "Fair
 hyper-parameter search".
 
 Order of work: everything that can be checked without a storage (settings, search space, grid,

@@ -75,12 +75,64 @@ def wants_jobs_shown(argv: list[str]) -> bool:
     return bool(flags & MULTIRUN_FLAGS) and bool(flags & (SHOW_FLAGS | {"--info", "-i", "--run", "-r"}))
 
 
-def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> int:
-    """Print each job's config (or one message); returns the exit status."""
+def _expand(hydra, config_name: str, overrides: list[str]) -> tuple[list[str], set[str], list[list[str]]]:
+    """A multirun's Hydra overrides, its swept keys and each job's overrides, as the basic sweeper expands them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from poolstudy.jobs.sweep import expand_jobs, grid_params
 
+    master = _multirun_master(hydra, config_name, overrides)
+    task = [str(o) for o in master.hydra.overrides.task]
+    hydra_overrides = [str(o) for o in master.hydra.overrides.hydra]
+    parser = OverridesParser.create(config_loader=hydra.config_loader)
+    grid = [*grid_params(master), *task]
+    swept = {o.key_or_group for o in parser.parse_overrides(grid) if o.is_sweep_override()}
+    return hydra_overrides, swept, expand_jobs(grid)
+
+
+def covering(jobs: list[list[str]]) -> list[list[str]]:
+    """The first jobs (in order) that together hold every ``key=value`` of ``jobs`` at least once."""
+    seen: set[str] = set()
+    chosen = []
+    for job in jobs:
+        if not seen.issuperset(job):
+            chosen.append(job)
+            seen.update(job)
+    return chosen or jobs[:1]
+
+
+def compose_command(argv: list[str], script_dir: Path, default_config_name: str,
+                    every_job: bool = True) -> list[tuple[list[str], Any]]:
+    """The job configs a ``train.py`` command line would run, composed as ``--cfg job`` composes them; nothing runs.
+
+    ``argv`` is the command as typed (``["train.py", "-m", "model=maxpool,strided"]``); a single run gives one
+    job, a multirun (``-m``) every job of its grid (command-line lists and a study's ``hydra.sweeper.params``;
+    under ``hparams_search=optuna`` the grid cells), or with ``every_job=False`` only the jobs that hold every
+    value of every swept key at least once (:func:`covering`). The documentation's command test uses it.
+
+    Returns:
+        ``(job overrides, composed config with its hydra node)`` per job.
+
+    Raises:
+        Exception: Hydra's own error when a job does not compose (an unknown key or group option, a bad value).
+    """
+    from hydra.types import RunMode
+
+    argv, _ = current_forms(argv)
+    args = _args(argv)
+    config_name = args.config_name or default_config_name
+    with _hydra(args, script_dir) as hydra:
+        if args.multirun:
+            hydra_overrides, _, jobs = _expand(hydra, config_name, list(args.overrides))
+            jobs = jobs if every_job else covering(jobs)
+        else:
+            hydra_overrides, jobs = [], [list(args.overrides)]
+        return [(job, hydra.compose_config(config_name, [*hydra_overrides, *job], run_mode=RunMode.RUN,
+                                           with_log_configuration=False)) for job in jobs]
+
+
+def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> int:
+    """Print each job's config (or one message); returns the exit status."""
     args = _args(argv)
     if args.cfg is None:
         flag = "--info" if args.info is not None else "--run"
@@ -94,13 +146,7 @@ def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> in
     config_name = args.config_name or default_config_name
     try:
         with _hydra(args, script_dir) as hydra:
-            master = _multirun_master(hydra, config_name, list(args.overrides))
-            task = [str(o) for o in master.hydra.overrides.task]
-            hydra_overrides = [str(o) for o in master.hydra.overrides.hydra]
-            parser = OverridesParser.create(config_loader=hydra.config_loader)
-            overrides = [*grid_params(master), *task]
-            swept = {o.key_or_group for o in parser.parse_overrides(overrides) if o.is_sweep_override()}
-            jobs = expand_jobs(overrides)
+            hydra_overrides, swept, jobs = _expand(hydra, config_name, list(args.overrides))
             for n, job in enumerate(jobs):
                 shown = [o for o in job if o.split("=", 1)[0].lstrip("+~") in swept] or ["(no sweep)"]
                 print(f"{'' if n == 0 else chr(10)}# job {n} of {len(jobs)}: {' '.join(shown)}")

@@ -11,11 +11,26 @@ from poolstudy.models.allcnn import AllCNNC
 from poolstudy.models.downsample import DOWNSAMPLERS, Downsample, create_downsample, register_downsample
 from poolstudy.models.lenet import LeNet
 
+#: ``model.arch`` -> its class: ``lenet`` (the seed's LeNet), ``allcnn_c`` (Springenberg et al. 2015, Model C).
 ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet": LeNet, "allcnn_c": AllCNNC}
 
 
 def create_model(arch: str, **kwargs: Any) -> nn.Module:
-    """Build architecture ``arch`` (a key of ARCHITECTURES) with the given keyword arguments."""
+    """Build architecture ``arch`` (a key of :data:`ARCHITECTURES`) with the given keyword arguments.
+
+    Args:
+        arch: ``model.arch``, e.g. ``"lenet"`` or ``"allcnn_c"``.
+        **kwargs: the rest of the ``model`` config node: ``in_channels``, ``num_classes``, ``downsample``
+            (the operator's settings, see :func:`poolstudy.models.downsample.create_downsample`) and the
+            architecture's own keys.
+
+    Returns:
+        The untrained ``nn.Module``; it maps images ``(N, in_channels, H, W)`` (float, normalised) to
+        logits ``(N, num_classes)``.
+
+    Raises:
+        PoolStudyError: an unknown ``arch``, or a key the architecture does not take (the message names both).
+    """
     if arch not in ARCHITECTURES:
         raise PoolStudyError(
             f"model.arch = {arch!r} is not a known architecture; valid choices are: "

@@ -71,5 +71,6 @@ class AllCNNC(nn.Module):
         self.classifier = nn.Sequential(nn.Conv2d(c2, num_classes, 1), *([nn.ReLU()] if class_relu else []))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores ``(N, num_classes)`` (ReLU'd when ``class_relu``) of normalised images ``(N, C, H, W)``."""
         x = self.classifier(self.conv3(self.conv2(self.conv1(x))))
         return global_mean(x)

@@ -22,6 +22,10 @@ DOWNSAMPLERS: dict[str, type[Downsample]] = {}
 
 
 def register_downsample(cls: type[Downsample]) -> type[Downsample]:
+    """Class decorator: add an operator to :data:`DOWNSAMPLERS` under its ``name`` (``model.downsample.type``).
+
+    Every architecture then builds it at each downsampling point; ``conf/model/<name>.yaml`` gives its window.
+    """
     DOWNSAMPLERS[cls.name] = cls
     return cls
 
@@ -35,7 +39,21 @@ def _positive_int(key: str, value: Any, minimum: int = 1) -> int:
 
 
 class Downsample:
-    """Base operator: the stage's convolution keeps stride 1 and nothing follows it."""
+    """Base operator: the stage's convolution keeps stride 1 and nothing follows it.
+
+    An operator acts on a stage's feature map ``(N, C, H, W)`` after its ReLU, either through the stage's
+    convolution (:meth:`conv_geometry`) or through layers after the activation (:meth:`layers`), or both.
+
+    Args:
+        kernel_size: the window (pixels), or the strided convolution's kernel.
+        stride: the step (pixels); an output side is about ``H / stride``.
+        padding: zero padding (pixels) per side; ``None``: the operator's default.
+        **options: the operator's own keys (:attr:`options`).
+
+    Raises:
+        PoolStudyError: a size that is not a positive integer, a negative padding, or a key the operator does
+            not take (the message names ``model.downsample.<key>`` and the valid keys).
+    """
 
     name: ClassVar[str]
     #: extra keys an operator accepts besides type/kernel_size/stride/padding
@@ -58,14 +76,19 @@ class Downsample:
 
     # The hooks an architecture calls while building a stage.
     def conv_geometry(self, kernel_size: int, padding: int) -> tuple[int, int, int]:
-        """(kernel, stride, padding) of the stage's convolution."""
+        """``(kernel, stride, padding)`` of the stage's convolution, given the architecture's own kernel and padding."""
         return kernel_size, 1, padding
 
     def layers(self, channels: int) -> list[nn.Module]:
-        """Layers appended after the stage's activation."""
+        """Layers appended after the stage's activation, for a map of ``channels`` channels."""
         return []
 
     def pool_padding(self) -> int:
+        """A pooling layer's padding (``None`` means 0).
+
+        Raises:
+            PoolStudyError: a padding above ``kernel_size // 2`` (torch's pools refuse it).
+        """
         padding = 0 if self.padding is None else self.padding
         if padding > self.kernel_size // 2:
             raise PoolStudyError(
@@ -75,11 +98,14 @@ class Downsample:
         return padding
 
     def describe(self) -> str:
+        """A short label for logs, e.g. ``maxpool(k=2, s=2)``."""
         return f"{self.name}(k={self.kernel_size}, s={self.stride})"
 
 
 @register_downsample
 class MaxPool(Downsample):
+    """Max-pooling, ``MaxPool2d(kernel_size, stride, padding)``: the seed's own operator."""
+
     name = "maxpool"
 
     def layers(self, channels: int) -> list[nn.Module]:
@@ -88,6 +114,8 @@ class MaxPool(Downsample):
 
 @register_downsample
 class AvgPool(Downsample):
+    """Average pooling, ``AvgPool2d(kernel_size, stride, padding)`` (padding counted in the average, torch's default)."""
+
     name = "avgpool"
 
     def layers(self, channels: int) -> list[nn.Module]:
@@ -250,7 +278,14 @@ class NoDownsampling(Downsample):
 
 
 def create_downsample(cfg: Mapping[str, Any] | Downsample) -> Downsample:
-    """Build an operator from a ``model.downsample`` mapping (``type`` picks the registry entry)."""
+    """Build an operator from a ``model.downsample`` mapping (``type`` picks the registry entry).
+
+    Args:
+        cfg: ``{"type": "maxpool", "kernel_size": 2, "stride": 2, "padding": 0, ...}``, or an operator (returned).
+
+    Raises:
+        PoolStudyError: an unknown ``type`` (the valid ones are named) or a key or value the operator refuses.
+    """
     if isinstance(cfg, Downsample):
         return cfg
     params = dict(cfg)
@@ -272,7 +307,11 @@ def conv_stage(
     norm: bool,
     dropout: float = 0.0,
 ) -> nn.Sequential:
-    """conv -> [BatchNorm] -> ReLU -> [downsampling] -> [Dropout], as in the seed's LeNet."""
+    """conv -> [BatchNorm] -> ReLU -> [downsampling] -> [Dropout], as in the seed's LeNet.
+
+    Maps ``(N, in_channels, H, W)`` to ``(N, out_channels, H', W')``; ``H'`` follows from the convolution's
+    geometry and the operator's layers (``dropout`` 0 adds no layer).
+    """
     k, s, p = downsample.conv_geometry(kernel_size, padding)
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, k, stride=s, padding=p)]
     if norm:

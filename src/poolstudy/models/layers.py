@@ -30,6 +30,7 @@ class BinomialBlur(nn.Module):
         self.padding = ((filter_size - 1) // 2, filter_size // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Blur each channel of ``(N, C, H, W)`` and subsample by ``stride``: ``(N, C, ceil(H / stride), ...)``."""
         before, after = self.padding
         if before or after:
             x = F.pad(x, (before, after, before, after), mode="reflect")
@@ -57,6 +58,7 @@ class FractionalMaxPool(nn.FractionalMaxPool2d):
         return size // self.stride if isinstance(self.stride, int) else math.floor(size / self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` to ``(N, C, floor(H / stride), floor(W / stride))``; one fixed layout in eval mode."""
         output_size = (self._out(x.shape[-2]), self._out(x.shape[-1]))
         samples = None if self.training else x.new_full((x.shape[0], x.shape[1], 2), 0.5)
         return F.fractional_max_pool2d(x, self.kernel_size, output_size, _random_samples=samples)

@@ -66,6 +66,7 @@ class LeNet(nn.Module):
         self.fc = nn.Linear(c3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of normalised images ``(N, in_channels, H, W)``."""
         x = global_mean(self.conv3(self.conv2(self.conv1(x))))
         if "head_dropout" in self._modules:
             x = self.head_dropout(x)

@@ -13,6 +13,8 @@ from poolstudy.errors import InvalidModelError
 
 @dataclass
 class LayerRow:
+    """One leaf layer of a model: dotted name, class name, output shape ``(C, H, W)`` for one image, parameters."""
+
     name: str
     kind: str
     out_shape: tuple[int, ...]
@@ -86,6 +88,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameters (every tensor of ``model.parameters()``, trainable or not)."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -98,6 +101,7 @@ def stage_sizes(rows: list[LayerRow]) -> dict[str, list[int]]:
 
 
 def format_summary(rows: list[LayerRow], params: int, macs: int) -> str:
+    """The model table a job logs: one line per leaf layer (type, output size, parameters) and the totals."""
     width = max(len(r.name) for r in rows) if rows else 4
     lines = [f"{'layer':<{width}}  {'type':<12} {'output':>14} {'params':>9}"]
     for r in rows:

@@ -4,7 +4,7 @@
 report with every block's text as the records give it now. The rule:
 
 1. **What is checked.** Every number in the prose (text outside generated blocks, headings, inline code,
-   link targets and HTML comments) written with a decimal point (``99.11``, ``3.7``) or with thousands
+   fenced code blocks, link targets and HTML comments) written with a decimal point (``99.11``, ``3.7``) or with thousands
    separators (``52,174``). Plain integers (``5 seeds``, ``3 px``, ``2019``, ``29×``) are counts, sizes and
    years far more often than results, and are not checked.
 2. **Where it must be.** A *paragraph* (text between blank lines; each bullet of a list is one) cites the
@@ -34,6 +34,7 @@ LINK_TARGET = re.compile(r"\]\([^)]*\)")
 STUDY_HEADING = re.compile(r"^## (\d+)\. ", re.MULTILINE)
 _LIST = r"\d+(?:\s*(?:,|and|–|-|to)\s*\d+)*"
 CITATION = re.compile(rf"\(({_LIST})\)|\bstud(?:y|ies)\s+({_LIST})")
+FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.MULTILINE | re.DOTALL)
 BULLET = re.compile(r"^\s*(?:[-*+]|\d+\.)\s", re.MULTILINE)
 
 
@@ -106,6 +107,10 @@ def check(text: str, blocks: list[Span], name: str = "RESULTS.md") -> list[str]:
     chars = list(text)
     for b in blocks:
         for i in range(b.start, b.end):
+            if chars[i] != "\n":
+                chars[i] = " "
+    for m in FENCE.finditer(text):  # commands and code: examples, not quoted results
+        for i in range(m.start(), m.end()):
             if chars[i] != "\n":
                 chars[i] = " "
     prose = "".join(chars)

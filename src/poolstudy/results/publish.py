@@ -1,7 +1,7 @@
 """Keep a hand-written report (RESULTS.md) and the collector's numbers in step.
 
 The report's prose is written by hand; its tables are not. Each table block sits between markers
-that name where its numbers come from:
+that name where its numbers come from::
 
     <!-- poolstudy.collect docs/studies/seed_replication --out docs/results/seed_replication -->
     ... (written by this command: the collector's tables for those records) ...
@@ -11,13 +11,22 @@ that name where its numbers come from:
     ... (the BatchNorm variance-shift records, *.json, of python -m poolstudy.bn_shift) ...
     <!-- /poolstudy.bn_shift -->
 
+    <!-- poolstudy.figures bench-loop docs/bench/bench.json -->
+    ... (a table of measured figures from committed JSON: poolstudy.results.doc_figures) ...
+    <!-- /poolstudy.figures -->
+
     python -m poolstudy.publish RESULTS.md           # re-collect every block, rewrite it, write the figures
     python -m poolstudy.publish RESULTS.md --check   # exit 1 if any block differs from what the records give
+    python -m poolstudy.publish --docs --check       # the same for README.md and every docs/*.md page
 
 ``--check`` writes nothing next to the report: the collector runs into a temporary folder, so a report
 whose numbers drifted from the committed records (or records changed after the report) fails. Both
 commands then check the prose (:mod:`poolstudy.results.prose_check`): a decimal number the prose quotes must be
 in a table the paragraph cites, so the prose cannot drift from the records either (exit 1 otherwise).
+
+``--docs`` adds the documentation (README.md and ``docs/*.md``, from the repository root) to the reports:
+a page without blocks has only its prose checked, and docs/bad_input.md, written whole by
+tests/e2e/test_bad_input.py, is left to that test. Block paths are relative to the page's folder.
 
 A collect block whose record folders do not exist yet (a study not yet run) is *pending*: it holds a
 fixed note instead of tables, ``--check`` accepts exactly that note and counts it, and the block fills
@@ -40,17 +49,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolstudy.results import collector as collect, prose_check
+from poolstudy.results import collector as collect, doc_figures, prose_check
 from poolstudy.results.bn_shift_records import records_markdown
 from poolstudy.results.report import ALWAYS_SHOWN, SECTIONS, summary_sections, write_outputs
 from poolstudy.errors import PoolStudyError
 from poolstudy.jobfolder import STUDY_RECORD as STUDY_JSON  # written by sweeps/make_results.py
 from poolstudy.utils.io import atomic_write_text
 
-KINDS = ("collect", "bn_shift")
+KINDS = ("collect", "bn_shift", "figures")
 BEGIN = "<!-- poolstudy.collect "
 END = "<!-- /poolstudy.collect -->"
-BLOCK = re.compile(r"^<!-- poolstudy\.(?P<kind>collect|bn_shift) (?P<args>.*?) -->\n(?P<body>.*?)"
+BLOCK = re.compile(r"^<!-- poolstudy\.(?P<kind>collect|bn_shift|figures) (?P<args>.*?) -->\n(?P<body>.*?)"
                    r"^<!-- /poolstudy\.(?P=kind) -->$", re.MULTILINE | re.DOTALL)
 # The whole body of a collect block whose record folders do not exist yet.
 PENDING = ("*Pending: {missing} {verb} not exist yet, so this block has no tables. Once the study's records are "
@@ -157,7 +166,7 @@ def pending_note(missing: list[str], report: Path) -> str:
 
 
 def render_bn_shift(block: Block, report: Path) -> str:
-    """A bn_shift block's body: the table of every record (*.json) under its paths."""
+    """A bn_shift block's body: the table of every record (``*.json``) under its paths."""
     paths = shlex.split(block.args)
     files = sorted({f for p in map(Path, paths) for f in ([p] if p.is_file() else sorted(p.glob("*.json")))})
     if not paths or not files:
@@ -183,6 +192,11 @@ def render(block: Block, report: Path, figures_dir: Path | None) -> str:
     """The block's body from its records; figures go into ``figures_dir`` (the block's --out if None)."""
     if block.kind == "bn_shift":
         return render_bn_shift(block, report)
+    if block.kind == "figures":
+        table = doc_figures.render(shlex.split(block.args))
+        # the same text in any page and from any folder: README.md and docs/*.md are published together
+        return ("*Generated from the records named in the marker by `python -m poolstudy.publish --docs`, run from the "
+                "repository root; `--check` compares it with them.*\n\n" + table + "\n")
     args, collector_words = _parse(block, report)
     missing = _missing_paths(args)
     if missing:
@@ -213,21 +227,41 @@ def render(block: Block, report: Path, figures_dir: Path | None) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def publish(report: Path, check: bool) -> int:
-    """Block paths are relative to the report's folder (the repository root for RESULTS.md)."""
+def publish(report: Path, check: bool, prose_only_ok: bool = False) -> int:
+    """Block paths are relative to the report's folder (the repository root for RESULTS.md).
+
+    ``prose_only_ok``: a report without generated blocks has its prose checked (a documentation page);
+    otherwise it is an error.
+    """
     if not report.is_file():
         raise PoolStudyError(f"{report}: no such report file; give the path of RESULTS.md.")
     here = Path.cwd()
     os.chdir(report.resolve().parent)
     try:
-        return _publish(Path(report.name), check)
+        return _publish(Path(report.name), check, prose_only_ok, shown=str(report))
     finally:
         os.chdir(here)
 
 
-def _publish(report: Path, check: bool) -> int:
+#: Documentation pages written whole by a test, which also checks them.
+GENERATED_PAGES = {"docs/bad_input.md": "tests/e2e/test_bad_input.py"}
+
+
+def documentation_pages(root: Path) -> list[Path]:
+    """README.md and ``docs/*.md`` under ``root``, without the pages a test writes whole."""
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [p for p in pages if p.is_file() and p.relative_to(root).as_posix() not in GENERATED_PAGES]
+
+
+def _publish(report: Path, check: bool, prose_only_ok: bool = False, shown: str | None = None) -> int:
+    """``report``: the file's name in the current folder (its own); ``shown``: the path messages name."""
+    shown = shown or str(report)
     text = report.read_text()
     blocks = find_blocks(text, report)
+    if not blocks and prose_only_ok:
+        problems = prose_check.check(text, [], name=shown)
+        _print_prose(shown, problems)
+        return 1 if problems else 0
     if not blocks:
         raise PoolStudyError(f"{report}: holds no '{BEGIN}ARGS -->' (or poolstudy.bn_shift) blocks, so there "
                              "is nothing to publish or check.")
@@ -243,27 +277,27 @@ def _publish(report: Path, check: bool) -> int:
     pending_text = f"; {pending} pending (record folders not there yet)" if pending else ""
     # The prose (as in the file, so that line numbers match it) against the tables as the records give them now.
     problems = prose_check.check(text, [prose_check.Span(b.outer_start, b.outer_end, body)
-                                        for b, body in zip(blocks, fresh)], name=str(report))
+                                        for b, body in zip(blocks, fresh)], name=shown)
     if check:
         for block, body in stale:
             diff = difflib.unified_diff(block.body.splitlines(), body.splitlines(), "in the report",
                                         "from the records", lineterm="", n=1)
-            print(f"{report}: block '{block.marker}' differs from what its records give:", file=sys.stderr)
+            print(f"{shown}: block '{block.marker}' differs from what its records give:", file=sys.stderr)
             print("\n".join(list(diff)[:40]), file=sys.stderr)
-        _print_prose(report, problems)
-        print(f"{report}: {len(blocks) - len(stale)} of {len(blocks)} blocks match the records{pending_text}"
+        _print_prose(shown, problems)
+        print(f"{shown}: {len(blocks) - len(stale)} of {len(blocks)} blocks match the records{pending_text}"
               + ("" if not stale else "; run python -m poolstudy.publish to rewrite them"), file=sys.stderr)
         return 1 if stale or problems else 0
     for block, body in sorted(stale, key=lambda pair: pair[0].start, reverse=True):
         text = text[:block.start] + body + text[block.end:]
     if stale:
         atomic_write_text(report, text)
-    _print_prose(report, problems)
-    print(f"{report}: {len(blocks)} blocks collected, {len(stale)} rewritten{pending_text}", file=sys.stderr)
+    _print_prose(shown, problems)
+    print(f"{shown}: {len(blocks)} blocks collected, {len(stale)} rewritten{pending_text}", file=sys.stderr)
     return 1 if problems else 0
 
 
-def _print_prose(report: Path, problems: list[str]) -> None:
+def _print_prose(report: str, problems: list[str]) -> None:
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -273,15 +307,31 @@ def _print_prose(report: Path, problems: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poolstudy.publish", description=__doc__.split("\n\n")[0])
-    parser.add_argument("report", nargs="?", type=Path, default=Path("RESULTS.md"))
+    parser.add_argument("reports", nargs="*", type=Path, metavar="report",
+                        help="report files (default: RESULTS.md, unless --docs is given)")
     parser.add_argument("--check", action="store_true",
                         help="compare every block with the collector's output; write nothing; exit 1 on a difference")
+    parser.add_argument("--docs", action="store_true",
+                        help="also README.md and docs/*.md of the current folder (the repository root); pages "
+                             "without blocks have their prose checked")
     args = parser.parse_args(argv)
+    reports = [(report, False) for report in args.reports]
+    if args.docs:
+        pages = [page.relative_to(Path.cwd()) for page in documentation_pages(Path.cwd())]
+        if not pages:
+            print("error: --docs: no README.md or docs/*.md here; run it from the repository root.", file=sys.stderr)
+            return 2
+        reports += [(page, True) for page in pages]
+    if not reports:
+        reports = [(Path("RESULTS.md"), False)]
+    status = 0
     try:
-        return publish(args.report, args.check)
+        for report, prose_only_ok in reports:
+            status = max(status, publish(report, args.check, prose_only_ok))
     except PoolStudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return status
 
 
 if __name__ == "__main__":

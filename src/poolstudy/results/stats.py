@@ -15,6 +15,16 @@ NAN = float("nan")
 
 @dataclass(frozen=True)
 class Spread:
+    """Mean and spread of one cell over its seeds, in the values' own unit (an accuracy fraction, seconds, ...).
+
+    Attributes:
+        n: number of values (seeds).
+        mean: their mean; NaN for none.
+        std: sample standard deviation (ddof=1); NaN for n < 2.
+        ci_low: lower end of the Student-t confidence interval of the mean; NaN for n < 2.
+        ci_high: its upper end.
+    """
+
     n: int
     mean: float
     std: float  # sample standard deviation (ddof=1); NaN for n < 2
@@ -23,6 +33,7 @@ class Spread:
 
 
 def spread(values: Sequence[float], confidence: float = 0.95) -> Spread:
+    """:class:`Spread` of ``values`` with a two-sided Student-t interval at ``confidence`` (scipy.stats.t)."""
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
@@ -37,6 +48,15 @@ def spread(values: Sequence[float], confidence: float = 0.95) -> Spread:
 
 @dataclass(frozen=True)
 class Comparison:
+    """A variant against the baseline on one dataset (see :func:`compare`).
+
+    Attributes:
+        diff: mean(variant) − mean(baseline), in the values' unit.
+        hedges_g: :func:`hedges_g` of variant against baseline.
+        p_welch: two-sided p of Welch's t-test (unadjusted; the tables Holm-adjust it with :func:`holm`).
+        p_mwu: two-sided p of the Mann–Whitney U test (exact for small samples, as scipy chooses).
+    """
+
     diff: float  # mean(variant) - mean(baseline)
     hedges_g: float
     p_welch: float
@@ -45,7 +65,10 @@ class Comparison:
 
 def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
     """Standardised mean difference (a - b) / pooled SD, with the small-sample correction that matters
-    at a handful of seeds; NaN when the pooled SD is zero."""
+    at a handful of seeds; NaN when the pooled SD is zero.
+
+    Hedges & Olkin (1985): Cohen's d times ``1 - 3 / (4 (n_a + n_b) - 9)``; unitless. Needs two values a side.
+    """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = len(a), len(b)
     pooled = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
@@ -55,7 +78,15 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def compare(variant: Sequence[float], baseline: Sequence[float]) -> Comparison | None:
-    """Welch's t-test and the Mann-Whitney U test (both two-sided); None below two seeds a side."""
+    """Welch's t-test and the Mann-Whitney U test (both two-sided); None below two seeds a side.
+
+    Args:
+        variant: one value per seed (e.g. test accuracies as fractions).
+        baseline: the baseline's values on the same dataset.
+
+    Returns:
+        :class:`Comparison` (scipy.stats ``ttest_ind(equal_var=False)`` and ``mannwhitneyu``), or ``None``.
+    """
     if len(variant) < 2 or len(baseline) < 2:
         return None
     diff = float(np.mean(variant) - np.mean(baseline))
@@ -66,7 +97,11 @@ def compare(variant: Sequence[float], baseline: Sequence[float]) -> Comparison |
 
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values (scipy has only Benjamini-Hochberg); NaNs stay NaN and do not
-    count towards the number of tests."""
+    count towards the number of tests.
+
+    Holm (1979), "A Simple Sequentially Rejective Multiple Test Procedure": the k-th smallest of m p-values is
+    multiplied by m − k + 1, made non-decreasing and capped at 1. Returns the adjusted values in input order.
+    """
     p = np.asarray(pvalues, dtype=float)
     adjusted = np.full(len(p), NAN)
     tested = np.flatnonzero(~np.isnan(p))
@@ -81,7 +116,11 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 def expected_max(values: Sequence[float], budgets: Sequence[int] | None = None) -> tuple[list[float], list[float]]:
     """Expected best of ``n`` trials drawn from the empirical distribution of ``values``, and its standard
     deviation, for each budget n (default 1..N). Dodge et al. 2019, "Show Your Work", eq. 1:
-    E[max] = sum_i v_(i) * ((i/N)^n - ((i-1)/N)^n) over the sorted values v_(1) <= ... <= v_(N)."""
+    E[max] = sum_i v_(i) * ((i/N)^n - ((i-1)/N)^n) over the sorted values v_(1) <= ... <= v_(N).
+
+    Returns:
+        ``(means, stds)``, one entry per budget, in the values' unit (validation accuracy as a fraction).
+    """
     v = np.sort(np.asarray(values, dtype=float))
     total = len(v)
     if budgets is None:

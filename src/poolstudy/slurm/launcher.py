@@ -65,7 +65,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
             _stop(f"hydra/launcher=slurm submits the jobs to SLURM, but {', '.join(missing)} is not on this "
                   f"machine's PATH: run the command on a SLURM cluster's login node. To run each job as a separate "
                   f"process on this machine use hydra/launcher=submitit_local; to try SLURM on one machine, see "
-                  f"README 'Scale-out and fault tolerance'.")
+                  f"docs/scale_out.md.")
         # the common case (no swept trainer.device / trainer.threads) is checked before any sweep starts
         self._checked_request(self._job_settings([[]]))
 

@@ -8,7 +8,7 @@ cuda:<job number mod visible GPUs>. A launcher that does assign GPUs (SLURM with
 rule then picks it.
 
 ``trainer.channels_last=auto`` stores conv weights (and so every conv output) in NHWC on the
-CPU, where ``python -m benchmarks.bench --options`` measures it faster (README, "Benchmark"); on
+CPU, where ``python -m benchmarks.bench --options`` measures it faster (docs/benchmark.md); on
 CUDA and MPS it stays NCHW until measured there.
 """
 

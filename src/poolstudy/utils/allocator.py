@@ -5,8 +5,7 @@ With its default thresholds glibc serves such sizes with fresh mmap()s or trims 
 top once freed, so the next step touches new pages, which the kernel zero-fills: every step pays
 for thousands of minor page faults. With the thresholds raised the freed blocks are reused: far
 fewer faults and a shorter epoch, for somewhat more peak memory, since the process keeps what it
-once used until it exits (``python -m benchmarks.bench --sweeps`` measures both; README,
-"Benchmark"). PyTorch's CPU performance guides give the same advice (jemalloc/tcmalloc); this is
+once used until it exits (``python -m benchmarks.bench --sweeps`` measures both; docs/benchmark.md). PyTorch's CPU performance guides give the same advice (jemalloc/tcmalloc); this is
 glibc's own knob for it.
 """
 

@@ -71,3 +71,13 @@ def test_allow_lists_need_a_source_and_a_use():
     assert len(problems(report("The paper reports 9.08 %.\n\n<!-- poolstudy.numbers 9.08: the paper -->"))) == 2
     # an example shown as code is not a list
     assert problems(report("Write `<!-- poolstudy.numbers ... : source -->`.")) == []
+
+
+def test_code_blocks_are_examples_not_quoted_results():
+    """A fenced block (commands, configs) is skipped; the same number in the paragraph beside it is checked."""
+    fenced = "Run it:\n\n```bash\npython train.py model.dropout=0.25 optimizer.lr=0.003\n```\n"
+    assert problems(report(fenced)) == []
+    indented = "- a list item with code:\n\n  ```bash\n  python train.py model.dropout=0.25\n  ```\n"
+    assert problems(report(indented)) == []
+    found = problems(report(fenced + "\nWith dropout 0.25 it is slower.\n"))
+    assert len(found) == 1 and "0.25 (section '1. Study one')" in found[0]
