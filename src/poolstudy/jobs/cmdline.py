@@ -149,7 +149,7 @@ def search_space_without_hpo(argv: list[str], script_dir: Path, default_config_n
                 else:
                     text = override.input_line.split("=", 1)[1]
                     entries[key[len("hydra.sweeper.params."):]] = _plain(value) if isinstance(value, QuotedString) else text
-            untunable = _untunable(hydra, config_name, others, master, entries)
+            untunable, variants = _untunable(hydra, config_name, others, master, entries)
     except Exception:  # Hydra reports its own composition errors
         return None
     plain = {k: str(v) for k, v in entries.items() if re.fullmatch(r"[^()'\"\s]+", str(v))}
@@ -157,40 +157,52 @@ def search_space_without_hpo(argv: list[str], script_dir: Path, default_config_n
     grid_hint = (f" For a grid of jobs give the values directly instead: {' '.join(grid)}."
                  if entries and len(grid) == len(entries) else "")
     tuned = {k: v for k, v in entries.items() if k not in untunable}
-    variant_keys = [k for k, why in untunable.items() if why is None]
     message = f"{' '.join(typed)} is a search space, which needs the HPO sweeper"
     quoted = "{" + ",".join(f"{k}:'{v}'" for k, v in tuned.items()) + "}"
     hpo_form = " ".join(["python train.py -m hparams_search=optuna", f"\"+hydra.sweeper.params={quoted}\"",
-                         *(f"{k}={plain[k]}" for k in variant_keys), "..."])
+                         *(f"{k}={v}" for k, v in variants.items()), "..."])
     if not untunable:
         return f"{message}: add hparams_search=optuna ({hpo_form}).{grid_hint}"
     refusals = "; ".join(f"{k}: {why}" if why else f"{k} selects what a study trains (the variant or dataset its "
                          f"name says), so it goes on the command line, one study per value"
                          for k, why in untunable.items())
     message += f" (hparams_search=optuna), and that does not take these as search dimensions: {refusals}"
-    if tuned and all(k in plain for k in variant_keys):
+    if tuned and all(v is not None for v in variants.values()):
         return f"{message} (to tune the others: {hpo_form}).{grid_hint}"
     return f"{message}.{grid_hint}"
 
 
-def _untunable(hydra, config_name: str, others: list[str], master, entries: dict[str, Any]) -> dict[str, str | None]:
+def _untunable(hydra, config_name: str, others: list[str], master,
+               entries: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """The keys of ``entries`` the HPO sweeper refuses as search dimensions: key -> why (None: it changes
     the variant or dataset a study is named after; found by composing each listed value, as the HPO
-    sweeper's own check does)."""
-    from poolstudy.hpo.checks import NOT_TUNABLE, identity
+    sweeper's own check does), and for those variant keys their values as a command-line comma list
+    (None where a value cannot be written in one)."""
+    from optuna.distributions import CategoricalDistribution
+
+    from poolstudy.hpo.checks import NOT_TUNABLE, identity, override_value
+    from poolstudy.hpo.space import search_space
 
     refused: dict[str, str | None] = {}
+    variants: dict[str, str | None] = {}
     base = identity(master)
     for key, value in entries.items():
         if key in NOT_TUNABLE:
             refused[key] = NOT_TUNABLE[key]
             continue
-        for choice in str(value).split(",") if re.fullmatch(r"[^()'\"\s]+", str(value)) else []:
+        try:  # the values the HPO sweeper would try (a list or choice(...); an interval is numbers, no variant)
+            space, _ = search_space({key: value})
+        except Exception:  # the HPO sweeper's own message says what is wrong with the value
+            continue
+        choices = space[key].choices if isinstance(space.get(key), CategoricalDistribution) else ()
+        for choice in choices:
             try:
-                cfg = _multirun_master(hydra, config_name, [*others, f"{key}={choice}"])
+                cfg = _multirun_master(hydra, config_name, [*others, override_value(key, choice)])
             except Exception:  # not a value this key takes: the HPO sweeper names it in its own words
                 continue
             if identity(cfg) != base:
                 refused[key] = None
+                listed = ",".join(map(str, choices))
+                variants[key] = listed if re.fullmatch(r"[^()'\"\s]+", listed) else None
                 break
-    return refused
+    return refused, variants
