@@ -138,8 +138,8 @@ def test_requeued_and_preempted_jobs_resume_to_the_uninterrupted_metrics(slurm_e
     """The same job (seed 0) launched three times at once, each its own command and SLURM job (a
     multirun may not repeat a value): one runs through, one is requeued by `scontrol requeue` (SLURM
     kills it), one gets submitit's preemption signal (SIGUSR2: submitit requeues it and exits)."""
-    # SLURM kills a requeued job's step at least 5 s after SIGTERM (which submitit ignores): the
-    # epochs after the first must take clearly longer than that, or the job finishes training first
+    # SLURM kills a requeued job's step seconds after its SIGTERM (which submitit ignores), not at
+    # once: the epochs after the first must take clearly longer, or the job finishes training first
     epochs = 6
     job = ["seed=0", "dataset=shapes", "dataset.train_subset=4500", f"trainer.epochs={epochs}", "trainer.batch_size=32",
            "trainer.progress=false", "invariance.enabled=false"]
