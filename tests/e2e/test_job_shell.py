@@ -316,7 +316,7 @@ def test_a_seed_search_space_without_hparams_search_suggests_only_the_grid(env, 
     assert "seed: the random seed is not a hyper-parameter" in message
     assert grid == "seed=0,1"
     assert_grid_form_runs_two_jobs(env, grid, ["seed=0", "seed=1"])
-    # what the refused form would have said: the HPO sweeper's own refusal (so the message is right to omit it)
+    # the HPO form the message no longer suggests fails when typed: the HPO sweeper refuses the seed
     tried = train(env, "-m", "hparams_search=optuna", "+hydra.sweeper.params={seed:'0,1'}", *QUICK,
                   f"hydra.sweep.dir={tmp_path / 'hpo'}")
     assert tried.returncode == 2 and "the random seed is not a hyper-parameter" in tried.stderr, tried.stderr[-3000:]
