@@ -320,3 +320,31 @@ def test_the_summary_table_never_pairs_another_trials_test_accuracy(tmp_path):
     rows = {ln.split(" | ")[0].strip("| "): ln for ln in (tmp_path / "hpo_summary.md").read_text().splitlines()[2:]}
     assert rows["stale"].endswith("| 2 | 90.00 | — (n=0) |")
     assert rows["fresh"].endswith("| 2 | 90.00 | 85.00 (n=1) |")
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_trials_training_prints_one_interrupted_line(tmp_path, cache_dir):
+    """Ctrl-C inside a trial's epoch (deterministically: its first training step raises KeyboardInterrupt, as
+    Python does on SIGINT) ends the sweep with one "interrupted:" line, the sweeper's; the job's own account of
+    where it stopped goes to its train.log and status.json."""
+    app = tmp_path / "ctrl_c_in_epoch.py"
+    app.write_text(
+        "import hydra\nimport poolstudy.training.loop as loop\n"
+        "real = loop.train_epoch\nstate = {}\n"
+        "def train_epoch(*args, **kwargs):\n"
+        "    if state.get('trial') == 1:\n        raise KeyboardInterrupt\n"
+        "    return real(*args, **kwargs)\n"
+        "loop.train_epoch = train_epoch  # before poolstudy.jobs imports it\n"
+        "from poolstudy.jobs.shell import run_job\n"
+        "@hydra.main(version_base='1.3', config_path=%r, config_name='config')\n"
+        "def main(cfg):\n    state['trial'] = cfg.hpo.trial\n    return run_job(cfg)\n"
+        "main()\n" % str(CONF_DIR))
+    sweep = tmp_path / "hpo"
+    proc = subprocess.run([sys.executable, str(app), *sweep_args(sweep, n_trials=2)], env=env_for(cache_dir),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    ours = [ln for ln in messages(proc.stderr) if ln.startswith("interrupted")]
+    assert len(ours) == 1 and ours[0].startswith("interrupted: stopped during trial 1 of study lenet-maxpool-shapes"), ours
+    trial = sweep / STUDY / "trials" / "1"
+    assert f"interrupted: {trial} stopped by Ctrl-C" in (trial / f"{app.stem}.log").read_text()  # train.py: train.log
+    assert "during epoch 1" in json.loads((trial / "status.json").read_text())["error"]

@@ -291,25 +291,67 @@ def test_multirun_with_cfg_prints_every_jobs_config(env, tmp_path):
     assert not (tmp_path / "s").exists()  # nothing ran
 
 
-@pytest.mark.slow
-def test_both_forms_suggested_for_a_search_space_without_hparams_search_work(env, tmp_path):
-    refused = train(env, "-m", "hydra.sweeper.params={seed:'0,1'}", *QUICK, f"hydra.sweep.dir={tmp_path / 'no'}")
-    assert refused.returncode == 2 and not (tmp_path / "no").exists()
-    hpo = re.search(r"\(python train\.py -m (hparams_search=optuna \"\+hydra\.sweeper\.params=\{seed:'0,1'\}\") \.\.\.\)",
-                    refused.stderr).group(1)
-    grid = re.search(r"give the values directly instead: (\S+)\.$", refused.stderr.strip()).group(1)
-    assert grid == "seed=0,1"
+def suggested_forms(env, params: str, tmp_path) -> tuple[str, str | None, str]:
+    """The refusal of ``-m hydra.sweeper.params=...`` under the basic sweeper: (message, HPO form or None, grid form)."""
+    refused = train(env, "-m", params, *QUICK, f"hydra.sweep.dir={tmp_path / 'no'}")
+    assert refused.returncode == 2 and not (tmp_path / "no").exists(), refused.stderr[-3000:]
+    message = refused.stderr.strip()
+    assert message.startswith(f"error: {params} is a search space, which needs the HPO sweeper") and "\n" not in message
+    hpo = re.search(r"python train\.py -m (hparams_search=optuna .*?) \.\.\.\)", message)
+    grid = re.search(r"give the values directly instead: (.+)\.$", message).group(1)
+    return message, hpo.group(1) if hpo else None, grid
 
+
+def assert_grid_form_runs_two_jobs(env, grid: str, expected: list[str]) -> None:
+    shown = train(env, "-m", *shlex.split(grid), *QUICK, "--cfg", "job")  # composes each job of the grid
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert re.findall(r"^# job \d of (\d): (.*)$", shown.stdout, flags=re.M) == [("2", e) for e in expected]
+
+
+@pytest.mark.slow
+def test_a_seed_search_space_without_hparams_search_suggests_only_the_grid(env, tmp_path):
+    """The HPO sweeper refuses the seed as a search dimension: suggesting hparams_search would fail when typed."""
+    message, hpo, grid = suggested_forms(env, "hydra.sweeper.params={seed:'0,1'}", tmp_path)
+    assert hpo is None and "hparams_search=optuna \"" not in message, message
+    assert "seed: the random seed is not a hyper-parameter" in message
+    assert grid == "seed=0,1"
+    assert_grid_form_runs_two_jobs(env, grid, ["seed=0", "seed=1"])
+    # the HPO form the message no longer suggests fails when typed: the HPO sweeper refuses the seed
+    tried = train(env, "-m", "hparams_search=optuna", "+hydra.sweeper.params={seed:'0,1'}", *QUICK,
+                  f"hydra.sweep.dir={tmp_path / 'hpo'}")
+    assert tried.returncode == 2 and "the random seed is not a hyper-parameter" in tried.stderr, tried.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_both_forms_suggested_for_a_hyperparameter_search_space_without_hparams_search_work(env, tmp_path):
+    message, hpo, grid = suggested_forms(env, "hydra.sweeper.params={optimizer.lr:'0.01,0.02'}", tmp_path)
+    assert hpo == "hparams_search=optuna \"+hydra.sweeper.params={optimizer.lr:'0.01,0.02'}\"", message
+    assert grid == "optimizer.lr=0.01,0.02"
     sweep = tmp_path / "hpo"
     searched = train(env, "-m", *shlex.split(hpo), "hydra.sweeper.n_trials=1", "hydra.sweeper.final_seeds=0", *QUICK,
                      f"hydra.sweep.dir={sweep}")
     assert searched.returncode == 0, searched.stderr[-3000:]
-    trial = sweep / "lenet-maxpool-shapes" / "trials" / "0"
-    assert metrics(trial)["status"] == "complete" and metrics(trial)["seed"] in (0, 1)
+    trial = metrics(sweep / "lenet-maxpool-shapes" / "trials" / "0")
+    assert trial["status"] == "complete" and trial["optimizer"]["lr"] in (0.01, 0.02)
+    assert_grid_form_runs_two_jobs(env, grid, ["optimizer.lr=0.01", "optimizer.lr=0.02"])
 
-    shown = train(env, "-m", grid, *QUICK, "--cfg", "job")  # the grid: two jobs, seeds 0 and 1
-    assert shown.returncode == 0 and re.findall(r"^# job (\d) of 2: (seed=\d)$", shown.stdout, flags=re.M) == [
-        ("0", "seed=0"), ("1", "seed=1")]
+
+@pytest.mark.slow
+def test_a_mixed_search_space_tunes_the_hyperparameters_and_puts_the_variant_on_the_command_line(env, tmp_path):
+    """seed is dropped from the HPO form, model goes on the command line (one study per variant)."""
+    message, hpo, grid = suggested_forms(
+        env, "hydra.sweeper.params={seed:'0,1',model:'maxpool,strided',optimizer.lr:'0.01,0.02'}", tmp_path)
+    assert "seed: the random seed is not a hyper-parameter" in message and "model selects what a study trains" in message
+    assert hpo == "hparams_search=optuna \"+hydra.sweeper.params={optimizer.lr:'0.01,0.02'}\" model=maxpool,strided"
+    assert grid == "seed=0,1 model=maxpool,strided optimizer.lr=0.01,0.02"
+    sweep = tmp_path / "hpo"
+    searched = train(env, "-m", *shlex.split(hpo), "hydra.sweeper.n_trials=1", "hydra.sweeper.final_seeds=0", *QUICK,
+                     f"hydra.sweep.dir={sweep}")
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    for study in ("lenet-maxpool-shapes", "lenet-strided-shapes"):
+        assert metrics(sweep / study / "trials" / "0")["optimizer"]["lr"] in (0.01, 0.02)
+    shown = train(env, "-m", *shlex.split(grid), *QUICK, "--cfg", "job")
+    assert shown.returncode == 0 and len(re.findall(r"^# job \d of 8: ", shown.stdout, flags=re.M)) == 8
 
 
 def test_a_kernel_grid_run_records_invalid_cells_and_goes_on(run_train, tmp_path):

@@ -104,9 +104,10 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300)
         time.sleep(0.1)
 
 
-def array_task(sweep: Path, index: int) -> str:
-    """The SLURM job id of task ``index`` of the sweep's job array (submitit names a folder after it)."""
-    (found,) = [p.name for p in (sweep / ".submitit").glob(f"*_{index}") if p.is_dir()]
+def slurm_job(sweep: Path) -> str:
+    """The SLURM job id of a one-job sweep (submitit submits a single job, not an array, and names a
+    folder after it)."""
+    (found,) = [p.name for p in (sweep / ".submitit").iterdir() if p.is_dir()]
     return found
 
 
@@ -134,45 +135,61 @@ def test_two_job_multirun_runs_as_a_slurm_job_array(slurm_env, tmp_path):
 
 @pytest.mark.slow
 def test_requeued_and_preempted_jobs_resume_to_the_uninterrupted_metrics(slurm_env, tmp_path):
-    """Three identical jobs: #0 runs through, #1 is requeued by `scontrol requeue` (SLURM kills it),
-    #2 gets submitit's preemption signal (SIGUSR2: submitit requeues it and exits)."""
-    sweep = tmp_path / "sweep"
-    job = ["dataset=shapes", "dataset.train_subset=2700", "trainer.epochs=4", "trainer.batch_size=32",
-           "trainer.progress=false",
-           "invariance.enabled=false"]
+    """The same job (seed 0) launched three times at once, each its own command and SLURM job (a
+    multirun may not repeat a value): one runs through, one is requeued by `scontrol requeue` (SLURM
+    kills it), one gets submitit's preemption signal (SIGUSR2: submitit requeues it and exits)."""
+    # SLURM kills a requeued job's step seconds after its SIGTERM (which submitit ignores), not at
+    # once: the epochs after the first must take clearly longer, or the job finishes training first
+    epochs = 6
+    job = ["seed=0", "dataset=shapes", "dataset.train_subset=4500", f"trainer.epochs={epochs}", "trainer.batch_size=32",
+           "trainer.progress=false", "invariance.enabled=false"]
+    sweeps = {name: tmp_path / name for name in ("uninterrupted", "requeued", "preempted")}
     started = time.perf_counter()
-    proc = popen_train(slurm_env, "seed=0,0,0", *job, f"hydra.sweep.dir={sweep}")
+    procs = {name: popen_train(slurm_env, *job, f"hydra.sweep.dir={sweep}") for name, sweep in sweeps.items()}
     try:
-        wait_for(lambda: (sweep / "1" / "checkpoint.pt").exists(), proc, "job #1's first checkpoint")
-        requeue = subprocess.run(["scontrol", "requeue", array_task(sweep, 1)], env=slurm_env, capture_output=True,
-                                 text=True, timeout=60)
-        assert requeue.returncode == 0, requeue.stderr
-        wait_for(lambda: (sweep / "2" / "checkpoint.pt").exists(), proc, "job #2's first checkpoint")
-        signal = subprocess.run(["scancel", "--signal=USR2", array_task(sweep, 2)], env=slurm_env,
-                                capture_output=True, text=True, timeout=60)
-        assert signal.returncode == 0, signal.stderr
-        output, _ = proc.communicate(timeout=600)
+        # each is interrupted as soon as its first checkpoint is written (the jobs run at the same time)
+        pending = {"requeued": ["scontrol", "requeue"], "preempted": ["scancel", "--signal=USR2"]}
+
+        def interrupt_those_with_a_checkpoint() -> bool:
+            for name in pending:
+                if procs[name].poll() is not None:
+                    pytest.fail(f"the {name} job's command ended before its first checkpoint:\n"
+                                f"{procs[name].stdout.read()[-3000:]}")
+            for name in [n for n in pending if (sweeps[n] / "0" / "checkpoint.pt").exists()]:
+                done = subprocess.run([*pending.pop(name), slurm_job(sweeps[name])], env=slurm_env,
+                                      capture_output=True, text=True, timeout=60)
+                assert done.returncode == 0, done.stderr
+            return not pending
+
+        wait_for(interrupt_those_with_a_checkpoint, procs["uninterrupted"], "the first checkpoints")
+        outputs = {name: proc.communicate(timeout=600)[0] for name, proc in procs.items()}
     finally:
-        proc.kill()
+        for proc in procs.values():
+            proc.kill()
     wall = time.perf_counter() - started
-    print(f"\nslurm wall time: 3 jobs of 4 epochs, one requeued and one preempted: {wall:.1f} s")
-    assert proc.returncode == 0, output[-4000:]
-    reference = comparable(metrics(sweep / "0"))
-    assert [e["epoch"] for e in reference["history"]] == [1, 2, 3, 4]
-    for k in (1, 2):
-        log = (sweep / str(k) / "train.log").read_text()
+    print(f"\nslurm wall time: 3 jobs of {epochs} epochs at once, one requeued and one preempted: {wall:.1f} s")
+    for name, proc in procs.items():
+        assert proc.returncode == 0, f"{name}:\n{outputs[name][-4000:]}"
+    reference = comparable(metrics(sweeps["uninterrupted"] / "0"))
+    assert reference["seed"] == 0 and [e["epoch"] for e in reference["history"]] == list(range(1, epochs + 1))
+    assert "Resumed from" not in (sweeps["uninterrupted"] / "0" / "train.log").read_text()
+    for name in ("requeued", "preempted"):
+        job_dir = sweeps[name] / "0"
+        log = (job_dir / "train.log").read_text()
         resumed = re.findall(r"Resumed from (\S+) after epoch (\d+)\.", log)
-        assert len(resumed) == 1 and resumed[0][0] == str(sweep / str(k) / "checkpoint.pt"), log[-2000:]
-        assert 1 <= int(resumed[0][1]) < 4
-        assert log.count("epoch 1/4") == 1  # the first epoch was not trained again
-        assert comparable(metrics(sweep / str(k))) == reference
-        assert not (sweep / str(k) / "checkpoint.pt").exists()
-    submitit_log = (sweep / ".submitit" / array_task(sweep, 2) / f"{array_task(sweep, 2)}_0_log.err").read_text()
+        assert len(resumed) == 1 and resumed[0][0] == str(job_dir / "checkpoint.pt"), log[-2000:]
+        assert 1 <= int(resumed[0][1]) < epochs, log[-2000:]  # it resumed training, not just the end
+        assert log.count(f"epoch 1/{epochs}") == 1  # the first epoch was not trained again
+        assert comparable(metrics(job_dir)) == reference
+        assert not (job_dir / "checkpoint.pt").exists()
+        # the interrupted job started twice under the same SLURM job id
+        job_id = slurm_job(sweeps[name])
+        job_log = (sweeps[name] / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
+        assert job_log.count("Starting with JobEnvironment") == 2, job_log[-2000:]
+    job_id = slurm_job(sweeps["preempted"])
+    submitit_log = (sweeps["preempted"] / ".submitit" / job_id / f"{job_id}_0_log.err").read_text()
     # submitit's handler requeued it (scontrol requeue), and SLURM ended that run at once
     assert "this job is preempted" in submitit_log and "DUE TO JOB REQUEUE" in submitit_log, submitit_log[-2000:]
-    for k in (1, 2):  # the interrupted jobs started twice under the same SLURM job id
-        job_log = (sweep / ".submitit" / array_task(sweep, k) / f"{array_task(sweep, k)}_0_log.out").read_text()
-        assert job_log.count("Starting with JobEnvironment") == 2, job_log[-2000:]
 
 
 @pytest.mark.slow

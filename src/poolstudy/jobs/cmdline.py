@@ -162,7 +162,15 @@ def show_jobs(argv: list[str], script_dir: Path, default_config_name: str) -> in
 
 
 def search_space_without_hpo(argv: list[str], script_dir: Path, default_config_name: str) -> str | None:
-    """The message for ``hydra.sweeper.params`` typed under the basic sweeper, or None."""
+    """The message for ``hydra.sweeper.params`` typed under the basic sweeper, or None.
+
+    It suggests the forms that run when typed: the HPO sweeper (hparams_search=optuna) for the keys
+    it tunes, and a grid of jobs (``key=a,b``) where every value is a plain list. Keys the HPO
+    sweeper refuses as search dimensions (the seed; keys that change the variant or dataset a
+    study is named after, see poolstudy.hpo.checks) are left out of the HPO form: the seed is said
+    not to be tunable, a variant or dataset key goes on the command line as a comma list (one study
+    per value), as the HPO sweeper itself asks.
+    """
     if not set(argv[1:]) & MULTIRUN_FLAGS or not any(_PARAMS.match(a) for a in argv[1:]):
         return None
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -172,25 +180,75 @@ def search_space_without_hpo(argv: list[str], script_dir: Path, default_config_n
 
     args = _args(argv)
     typed = [o for o in args.overrides if _PARAMS.match(o)]
+    entries: dict[str, Any] = {}
     try:
         with _hydra(args, script_dir) as hydra:
+            config_name = args.config_name or default_config_name
             others = [o for o in args.overrides if not _PARAMS.match(o)]
-            sweeper = _multirun_master(hydra, args.config_name or default_config_name, others).hydra.sweeper
+            master = _multirun_master(hydra, config_name, others)
+            if master.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
+                return None
+            for override in OverridesParser.create().parse_overrides(typed):
+                key, value = override.key_or_group, override.value()
+                if isinstance(value, dict):
+                    entries.update({k: _plain(v) for k, v in value.items()})
+                else:
+                    text = override.input_line.split("=", 1)[1]
+                    entries[key[len("hydra.sweeper.params."):]] = _plain(value) if isinstance(value, QuotedString) else text
+            untunable, variants = _untunable(hydra, config_name, others, master, entries)
     except Exception:  # Hydra reports its own composition errors
         return None
-    if sweeper.get("_target_") != BASIC_SWEEPER:
-        return None
-    entries: dict[str, Any] = {}
-    for override in OverridesParser.create().parse_overrides(typed):
-        key, value = override.key_or_group, override.value()
-        if isinstance(value, dict):
-            entries.update({k: _plain(v) for k, v in value.items()})
-        else:
-            text = override.input_line.split("=", 1)[1]
-            entries[key[len("hydra.sweeper.params."):]] = _plain(value) if isinstance(value, QuotedString) else text
-    quoted = "{" + ",".join(f"{k}:'{v}'" for k, v in entries.items()) + "}"
-    grid = [f"{k}={v}" for k, v in entries.items() if re.fullmatch(r"[^()'\"\s]+", str(v))]
+    plain = {k: str(v) for k, v in entries.items() if re.fullmatch(r"[^()'\"\s]+", str(v))}
+    grid = [f"{k}={v}" for k, v in plain.items()]
     grid_hint = (f" For a grid of jobs give the values directly instead: {' '.join(grid)}."
                  if entries and len(grid) == len(entries) else "")
-    return (f"{' '.join(typed)} is a search space, which needs the HPO sweeper: add hparams_search=optuna "
-            f"(python train.py -m hparams_search=optuna \"+hydra.sweeper.params={quoted}\" ...).{grid_hint}")
+    tuned = {k: v for k, v in entries.items() if k not in untunable}
+    message = f"{' '.join(typed)} is a search space, which needs the HPO sweeper"
+    quoted = "{" + ",".join(f"{k}:'{v}'" for k, v in tuned.items()) + "}"
+    hpo_form = " ".join(["python train.py -m hparams_search=optuna", f"\"+hydra.sweeper.params={quoted}\"",
+                         *(f"{k}={v}" for k, v in variants.items()), "..."])
+    if not untunable:
+        return f"{message}: add hparams_search=optuna ({hpo_form}).{grid_hint}"
+    refusals = "; ".join(f"{k}: {why}" if why else f"{k} selects what a study trains (the variant or dataset its "
+                         f"name says), so it goes on the command line, one study per value"
+                         for k, why in untunable.items())
+    message += f" (hparams_search=optuna), and that does not take these as search dimensions: {refusals}"
+    if tuned and all(v is not None for v in variants.values()):
+        return f"{message} (to tune the others: {hpo_form}).{grid_hint}"
+    return f"{message}.{grid_hint}"
+
+
+def _untunable(hydra, config_name: str, others: list[str], master,
+               entries: dict[str, Any]) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """The keys of ``entries`` the HPO sweeper refuses as search dimensions: key -> why (None: it changes
+    the variant or dataset a study is named after; found by composing each listed value, as the HPO
+    sweeper's own check does), and for those variant keys their values as a command-line comma list
+    (None where a value cannot be written in one)."""
+    from optuna.distributions import CategoricalDistribution
+
+    from poolstudy.hpo.checks import NOT_TUNABLE, identity, override_value
+    from poolstudy.hpo.space import search_space
+
+    refused: dict[str, str | None] = {}
+    variants: dict[str, str | None] = {}
+    base = identity(master)
+    for key, value in entries.items():
+        if key in NOT_TUNABLE:
+            refused[key] = NOT_TUNABLE[key]
+            continue
+        try:  # the values the HPO sweeper would try (a list or choice(...); an interval is numbers, no variant)
+            space, _ = search_space({key: value})
+        except Exception:  # the HPO sweeper's own message says what is wrong with the value
+            continue
+        choices = space[key].choices if isinstance(space.get(key), CategoricalDistribution) else ()
+        for choice in choices:
+            try:
+                cfg = _multirun_master(hydra, config_name, [*others, override_value(key, choice)])
+            except Exception:  # not a value this key takes: the HPO sweeper names it in its own words
+                continue
+            if identity(cfg) != base:
+                refused[key] = None
+                listed = ",".join(map(str, choices))
+                variants[key] = listed if re.fullmatch(r"[^()'\"\s]+", listed) else None
+                break
+    return refused, variants

@@ -21,7 +21,9 @@ SIGTERM, launcher ended)                   what the checkpoint holds, the  143
 ============================  ===========  ==============================  ===========  ==========
 
 Every outcome of a multirun job is also reported to the launching process
-(``poolstudy.jobs.multirun``), which prints the summary.
+(``poolstudy.jobs.multirun``), which prints the summary. An interrupted HPO trial or final run
+(``hpo.role`` set) prints nothing itself: the HPO sweeper prints the one line (which trial, what is
+redone, the command that resumes); its train.log and status.json still tell where it stopped.
 """
 
 from __future__ import annotations
@@ -98,6 +100,9 @@ class _Job:
         self.num = self.hydra_cfg.job.get("num") if self.multirun else None
         self.epochs = cfg.trainer.get("epochs")
         self.claimed = False  # the folder was checked to be this job's: only then may status.json be written
+        # a trial or final run of the HPO sweeper, which reports a Ctrl-C itself, as one line naming the
+        # trial, what is redone and the resume command
+        self.sweeper_reports = self.multirun and (cfg.get("hpo") or {}).get("role") in ("trial", "final")
 
     def report(self, status: str, reason: str = "") -> None:
         multirun.record(self.folder, self.num, status, reason)
@@ -154,7 +159,8 @@ def _interrupted(job: _Job, exc: KeyboardInterrupt, progress: JobProgress) -> Jo
     message = (f"interrupted: {job.folder} stopped by {cause} {where}; {progress.kept()}{note}. "
                f"Resume with: {job.resume_command()}")
     job.report("interrupted", f"stopped by {cause} {where}")
-    print(message, file=sys.stderr)
+    if not job.sweeper_reports or isinstance(exc, LauncherGone):  # one Ctrl-C, one line on the terminal
+        print(message, file=sys.stderr)
     _to_log_file(logging.WARNING, message)
     return JobInterrupted(message, exit_code(exc), str(job.folder))
 
