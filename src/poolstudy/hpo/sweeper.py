@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "poolstudy_settings"
 # grid keys already spelled out in the study name
-_NAMED_KEYS = {"model", "dataset", "arch"}
+_NAMED_KEYS = {"model", "dataset", "arch", "model.name", "model.depth"}
 
 
 def _quote(value: Any) -> str:
@@ -97,7 +97,9 @@ class FairOptunaSweeper(OptunaSweeperImpl):
         log.info("Summary: %s", sweep_dir / "hpo_summary.md")
 
     def _study_name(self, cell: list[str], cfg: DictConfig) -> str:
-        parts = [cfg.model.arch, cfg.model.downsample.type, cfg.dataset.name]
+        # the network (arch=torchvision model.name=..., arch=resnet model.depth=...) where the arch has one
+        network = [cfg.model[key] for key in ("name", "depth") if cfg.model.get(key) is not None]
+        parts = [cfg.model.arch, *network, cfg.model.downsample.type, cfg.dataset.name]
         for override in cell:
             key, _, value = override.partition("=")
             if key in self.swept_keys and key.lstrip("+~") not in _NAMED_KEYS:

@@ -5,7 +5,8 @@
 
 Each operator gets the window its conf/model/<name>.yaml sets; in ``allcnn_c`` the window is
 replaced by Model C's 3x3 stride-2 one (MODEL_C_WINDOW, as sweeps/allcnn_c_family.yaml sets),
-except for ``none``, which has no window. A combination that cannot run is shown as "invalid".
+except for ``none``, which has no window. ``published`` is listed for the architectures rebuilt by
+downsampling surgery only. A combination that cannot run is shown as "invalid".
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from poolstudy.models.summary import count_macs, count_params, trace_shapes
 RESOLUTIONS = (("28x28x1", (1, 28, 28)), ("32x32x3", (3, 32, 32)))
 #: (architecture, extra constructor arguments): each architecture at its defaults, and All-CNN-C
 #: also at the reduced width of sweeps/allcnn_c_family.yaml
-VARIANTS = (("lenet", {}), ("allcnn_c", {}), ("allcnn_c", {"width": 0.25}))
+VARIANTS = (("lenet", {}), ("allcnn_c", {}), ("allcnn_c", {"width": 0.25}), ("resnet", {"depth": 20}),
+            ("vgg", {"depth": 11}))
 
 
 def operator_configs(conf_dir: Path) -> dict[str, dict[str, Any]]:
@@ -71,6 +73,8 @@ def markdown_table(conf_dir: Path) -> str:
     for arch, arch_args in VARIANTS:
         label = " ".join([arch, *(f"{k}={v}" for k, v in arch_args.items())])
         for name, base in operators.items():
+            if DOWNSAMPLERS[name].at_points == "published" and arch in ("lenet", "allcnn_c"):
+                continue  # they build their points from the registry: no published network to keep
             downsample = downsample_for(arch, base)
             cells = [label, name, window(downsample)]
             for _, shape in RESOLUTIONS:

@@ -22,6 +22,7 @@ from poolstudy.config_checks import check_config
 from poolstudy.data import load_splits
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.summary import count_macs, count_params, format_summary, stage_sizes, trace_shapes
+from poolstudy.models.surgery import format_points, point_records
 from poolstudy.training.batchnorm import has_batchnorm, recalibrate_batchnorm
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import evaluate, train_epoch
@@ -75,12 +76,15 @@ def finished_metrics(out_dir: Path) -> dict | None:
     return metrics if metrics.get("status") == "complete" else None
 
 
-def build_model(cfg: DictConfig, in_channels: int, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: DictConfig, in_channels: int, num_classes: int,
+                image_size: int | None = None) -> torch.nn.Module:
     overrides = {}
     if cfg.model.get("in_channels") is None:
         overrides["in_channels"] = in_channels
     if cfg.model.get("num_classes") is None:
         overrides["num_classes"] = num_classes
+    if "image_size" in cfg.model and cfg.model.image_size is None and image_size is not None:
+        overrides["image_size"] = image_size  # read from the files (dataset=imagefolder)
     try:
         return instantiate(cfg.model, _convert_="all", **overrides)
     except InstantiationException as exc:  # Hydra wraps the model's own "model.x is not valid" errors
@@ -127,12 +131,14 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
              "x".join(map(str, data.image_shape)), data.num_classes)
 
     def fresh_model() -> torch.nn.Module:  # also the untrained reference of the layer-wise probes
-        return build_model(cfg, data.image_shape[0], data.num_classes)
+        return build_model(cfg, data.image_shape[0], data.num_classes, data.image_shape[-1])
 
     model = fresh_model()
     rows = trace_shapes(model, data.image_shape)  # before training: clear error on impossible shapes
     params, macs = count_params(model), count_macs(model, data.image_shape)
-    log.info("Model %s / %s:\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs))
+    points = point_records(model, rows)
+    log.info("Model %s / %s:\n%s\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs),
+             format_points(points))
     place_model(model, trainer.get("channels_last", False), device)
 
     optimizer = instantiate(cfg.optimizer)(model.parameters())  # _partial_: true
@@ -189,7 +195,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path,
         "bn_recalibrated": recalibrated,
         "val_acc_raw": val_acc_raw, "val_loss_raw": val_loss_raw,
         "test_acc_raw": test_acc_raw, "test_loss_raw": test_loss_raw,
-        "params": params, "macs": macs, "feature_maps": stage_sizes(rows),
+        "params": params, "macs": macs, "feature_maps": stage_sizes(rows), "downsampling_points": points,
         "train_time_s": wall, "images_per_s": epochs * len(data.train[1]) / train_seconds,
         "epochs": epochs, "seed": int(cfg.seed),
         "model": {"arch": cfg.model.arch, "downsample": OmegaConf.to_container(cfg.model.downsample, resolve=True),
