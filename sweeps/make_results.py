@@ -4,11 +4,14 @@
     python sweeps/make_results.py --list     # the commands, nothing run
     python sweeps/make_results.py --only operator_zoo kernel_stride_grid
     python sweeps/make_results.py --publish  # archive + RESULTS.md only, from what outputs/results/ holds
+    python sweeps/make_results.py --only beyond_lenet_resnet beyond_lenet_vgg   # the "Beyond LeNet" section
 
 Each study runs into outputs/results/<study>/ (a fixed folder: an interrupted study resumes, finished jobs
 are skipped); a study whose study.json exists is not run again, so its measured wall time is kept. Its
 small records are then copied to docs/studies/<study>/ (committed), and `python -m poolstudy.publish
-RESULTS.md` rewrites the report's tables from them.
+RESULTS.md` rewrites the report's tables from them. A report block written before its records exist is
+marked ``<!-- pending: poolstudy.collect docs/studies/<study> ... -->`` ... ``<!-- pending: /poolstudy.collect -->``
+(publishing skips it); archiving the study turns it into a real block.
 
 On a GPU, drop the CPU budget (BUDGET) and the local_parallel launcher and add trainer.device=cuda; the
 commands are printed with --list --gpu.
@@ -21,6 +24,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -38,6 +42,15 @@ HPO = ["hparams_search=optuna", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_job
 ZOO = "maxpool,avgpool,lppool,blurpool,strided,conv,convpool,none"
 ZOO_TUNED = 2  # the zoo's best operators (by validation accuracy) tuned besides maxpool and strided
 ALLCNN_BUDGET = ["trainer.epochs=4"]  # on top of the sweep file's width 0.25 and 10,000 images
+# The full budget of each study on a GPU (--list --gpu), on top of dropping the CPU settings
+GPU_BUDGET = {
+    "allcnn_c_family": ["model.width=1.0", "dataset.train_subset=null", "trainer.epochs=100"],
+    # He et al. (2016)'s optimizer and 182 epochs (cosine instead of their two lr steps), all the data
+    "beyond_lenet_resnet": ["dataset.train_subset=null", "invariance.subset=2000",
+                            "trainer.epochs=182", "optimizer=sgd", "optimizer.lr=0.1", "optimizer.nesterov=false",
+                            "optimizer.weight_decay=1e-4", "scheduler=cosine"],
+}
+GPU_BUDGET["beyond_lenet_vgg"] = ["model.width=1.0", *GPU_BUDGET["beyond_lenet_resnet"]]
 
 
 def _sweep(folder: str) -> str:
@@ -93,6 +106,14 @@ STUDIES: dict[str, list] = {
     "allcnn_c_family": [
         ["+sweeps=allcnn_c_family", *ALLCNN_BUDGET, *CPU, _sweep("allcnn_c_family")],
     ],
+    # 6. beyond LeNet: ResNet-20 and a VGG-11 (width 0.25) on CIFAR-10, maxpool/strided/avgpool/blurpool,
+    # 3 seeds each (the sweep files' reduced budget: 5,000 images, 3 epochs)
+    "beyond_lenet_resnet": [
+        ["+sweeps=beyond_lenet_resnet", *CPU, _sweep("beyond_lenet_resnet")],
+    ],
+    "beyond_lenet_vgg": [
+        ["+sweeps=beyond_lenet_vgg", *CPU, _sweep("beyond_lenet_vgg")],
+    ],
 }
 
 
@@ -136,15 +157,31 @@ def run_study(name: str) -> None:
     print(f"[{name}] done in {wall / 60:.1f} min", flush=True)
 
 
+PENDING = "<!-- pending: "
+
+
+def enable_pending(text: str, name: str) -> str:
+    """The report with the pending block of study ``name`` (module docstring) made a real block."""
+    pattern = re.compile(rf"^{re.escape(PENDING)}(poolstudy\.collect {re.escape(str(RECORDS / name))}[ /].*?-->\n)"
+                         rf"(.*?)^{re.escape(PENDING)}(/poolstudy\.collect -->)$", re.MULTILINE | re.DOTALL)
+    return pattern.sub(r"<!-- \1\2<!-- \3", text)
+
+
 def publish(names: list[str]) -> None:
     from poolstudy.analysis.archive import archive
     from poolstudy.publish import main as publish_main
 
+    report = Path("RESULTS.md")
     for name in names:
         if (OUTPUTS / name / "study.json").is_file():
             n = archive(OUTPUTS / name, RECORDS / name)
             print(f"[{name}] {n} record files -> {RECORDS / name}", flush=True)
-    code = publish_main(["RESULTS.md"])
+        if (RECORDS / name).is_dir():
+            text = report.read_text()
+            if enable_pending(text, name) != text:
+                report.write_text(enable_pending(text, name))
+                print(f"[{name}] its pending block in {report} is now published", flush=True)
+    code = publish_main([str(report)])
     if code:
         sys.exit(code)
 
@@ -164,9 +201,7 @@ def main() -> None:
                 argv = [*TRAIN, *(_zoo_tuning("<the zoo's best two>") if callable(step) else step)]
                 if args.gpu:
                     argv = [a for a in argv if a not in BUDGET + CPU + ALLCNN_BUDGET]
-                    argv.append("trainer.device=cuda")
-                    if name == "allcnn_c_family":  # the paper's width, data and epochs
-                        argv += ["model.width=1.0", "dataset.train_subset=null", "trainer.epochs=100"]
+                    argv += [*GPU_BUDGET.get(name, []), "trainer.device=cuda"]
                 print(f"{name}: {_show(argv)}")
         return
     failed = []

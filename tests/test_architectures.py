@@ -71,14 +71,32 @@ def test_resnet_downsampling_points_are_the_first_blocks_of_stages_2_and_3():
 
 
 def test_published_and_strided_resnet_are_the_same_network():
-    """strided keeps every strided convolution: the traced graph computes exactly the paper's network."""
+    """strided keeps every strided convolution: the paper's network itself."""
     torch.manual_seed(0)
     published = resnet("published").eval()
     torch.manual_seed(0)
     strided = resnet("strided").eval()
-    assert isinstance(published, CifarResNet) and isinstance(strided, fx.GraphModule)
+    assert type(published) is type(strided) is CifarResNet
     x = torch.randn(4, 3, 32, 32)
     assert torch.equal(published(x), strided(x))
+
+
+def test_surgery_rebuilds_only_the_blocks_that_hold_a_point():
+    """Only the module whose forward calls a rebuilt point is re-traced (a GraphModule of the same name,
+    parameters and buffers); every other module keeps its class, so hooks on blocks still fire."""
+    torch.manual_seed(0)
+    published = resnet("published")
+    torch.manual_seed(0)
+    pooled = resnet("avgpool")
+    assert type(pooled) is CifarResNet and type(pooled.layer2) is nn.Sequential
+    assert isinstance(pooled.layer2[0], fx.GraphModule) and type(pooled.layer2[1]).__name__ == "BasicBlock"
+    assert list(published.state_dict()) == list(pooled.state_dict())  # the pools add no parameters or buffers
+    outputs = {}
+    for name, block in pooled.named_children():
+        block.register_forward_hook(lambda m, a, out, name=name: outputs.update({name: out.shape}))
+    pooled(torch.zeros(2, 3, 32, 32))
+    assert list(outputs) == ["conv1", "bn1", "relu", "layer1", "layer2", "layer3", "fc"]
+    assert outputs["layer2"] == (2, 32, 16, 16)
 
 
 def test_pooling_operator_in_a_resnet_block_follows_zhangs_placement():
@@ -437,3 +455,52 @@ def test_short_training_records_the_downsampling_points(arch_args, tmp_path, cap
     assert metrics["params"] == count_params(create_model(**{k: v for k, v in OmegaConf.to_container(
         cfg.model, resolve=True).items() if k != "_target_"}))
     assert "downsampling points:" in caplog.text and points[-1]["became"] in caplog.text
+
+
+# --- the collector and the HPO studies name the network -------------------------------------------------
+
+def test_collector_cells_name_the_architecture_depth_and_torchvision_model(tmp_path, capsys):
+    from test_collect import collect, write_job
+
+    published = {"type": "published", "kernel_size": None, "stride": None, "padding": None}
+    jobs = [("maxpool", {}), ("maxpool", {"model.arch": "resnet", "model.depth": 20}),
+            ("maxpool", {"model.arch": "resnet", "model.depth": 56}),
+            ("maxpool", {"model.arch": "torchvision", "model.name": "resnet18"}),
+            ("maxpool", {"model.arch": "torchvision", "model.name": "resnet18", "model.downsample": published})]
+    number = 0
+    for operator, config in jobs:
+        for seed in range(2):
+            write_job(tmp_path / "sweep" / str(number), operator, "cifar10", seed, 0.5 + 0.01 * number, config=config)
+            number += 1
+    code, _, _ = collect(tmp_path / "sweep", "--out", tmp_path / "out", "--no-plots", capsys=capsys)
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["grouping"]["row_keys"][:3] == ["model.arch", "model.name", "model.depth"]
+    assert sorted(c["variant"] for c in results["cells"]) == [
+        "lenet maxpool k2 s2", "resnet depth=20 maxpool k2 s2", "resnet depth=56 maxpool k2 s2",
+        "torchvision resnet18 maxpool k2 s2", "torchvision resnet18 published"]
+    assert [c["n_finished"] for c in results["cells"]] == [2] * 5  # each network's two seeds, none mixed in
+
+    # LeNet runs alone: no key for the network, the labels as before
+    code, _, _ = collect(tmp_path / "sweep" / "0", tmp_path / "sweep" / "1", "--out", tmp_path / "lenet", "--no-plots",
+                         capsys=capsys)
+    assert code == 0
+    results = json.loads((tmp_path / "lenet" / "results.json").read_text())
+    assert "model.name" not in results["grouping"]["row_keys"] and "model.depth" not in results["grouping"]["row_keys"]
+
+
+@pytest.mark.parametrize("model, cell, expected", [
+    ({"arch": "resnet", "depth": 20}, ["model=maxpool"], "resnet-20-maxpool-cifar10"),
+    ({"arch": "torchvision", "name": "resnet18"}, ["model.name=resnet18", "model=blurpool"],
+     "torchvision-resnet18-blurpool-cifar10"),
+    ({"arch": "lenet", "dropout": 0.4}, ["model=maxpool"], "lenet-maxpool-cifar10"),
+])
+def test_hpo_study_names_name_the_network(model, cell, expected):
+    from types import SimpleNamespace
+
+    from poolstudy.hpo.sweeper import FairOptunaSweeper
+
+    operator = next(c.split("=")[1] for c in cell if c.startswith("model="))
+    cfg = OmegaConf.create({"model": {**model, "downsample": {"type": operator}}, "dataset": {"name": "cifar10"}})
+    fake = SimpleNamespace(swept_keys={c.split("=")[0] for c in cell}, study_prefix="")
+    assert FairOptunaSweeper._study_name(fake, cell, cfg) == expected

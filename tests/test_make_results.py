@@ -34,7 +34,8 @@ def expand(step: list[str]) -> list[list[str]]:
 
 
 EXPECTED_JOBS = {("seed_replication", 0): 30, ("seed_replication_tuned", 0): 30, ("operator_zoo", 0): 48,
-                 ("kernel_stride_grid", 0): 36, ("allcnn_c_family", 0): 12}
+                 ("kernel_stride_grid", 0): 36, ("allcnn_c_family", 0): 12, ("beyond_lenet_resnet", 0): 12,
+                 ("beyond_lenet_vgg", 0): 12}
 
 
 @pytest.mark.parametrize("study, index", sorted(EXPECTED_JOBS))
@@ -54,6 +55,9 @@ def test_every_study_expands_to_its_jobs_and_each_composes(study, index, monkeyp
         assert (cfg.dataset.train_subset, cfg.trainer.epochs) == (None, 5)
     if study == "allcnn_c_family":
         assert (cfg.model.arch, cfg.model.width, cfg.trainer.epochs) == ("allcnn_c", 0.25, 4)
+    if study.startswith("beyond_lenet"):
+        assert (cfg.model.arch, cfg.dataset.name, cfg.dataset.train_subset, cfg.trainer.epochs) == (
+            study.rsplit("_", 1)[1], "cifar10", 10000, 5)
 
 
 def test_tuned_and_untuned_runs_share_one_budget(monkeypatch, tmp_path):
@@ -78,3 +82,33 @@ def test_list_prints_every_command_without_running_anything():
     gpu = subprocess.run([sys.executable, str(ROOT / "sweeps" / "make_results.py"), "--list", "--gpu"],
                          capture_output=True, text=True, check=True).stdout
     assert "dataset.train_subset=10000" not in gpu and gpu.count("trainer.device=cuda") == len(lines)
+
+
+def test_gpu_commands_of_beyond_lenet_are_the_full_budget(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    out = subprocess.run([sys.executable, str(ROOT / "sweeps" / "make_results.py"), "--list", "--gpu", "--only",
+                          "beyond_lenet_resnet", "beyond_lenet_vgg"], capture_output=True, text=True, check=True).stdout
+    lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    for study, line in lines.items():
+        words = line.split()[2:]
+        cfg = compose_with([w for w in words if not w.startswith(("hydra", "-m"))])
+        assert (cfg.dataset.train_subset, cfg.trainer.epochs, cfg.optimizer.lr, cfg.trainer.device) == (
+            None, 182, 0.1, "cuda"), study
+        assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.weight_decay == 1e-4
+        assert cfg.model.arch == study.rsplit("_", 1)[1] and "local_parallel" not in line
+    assert "model.width=1.0" in lines["beyond_lenet_vgg"]
+
+
+def test_a_pending_report_block_becomes_a_real_one_once_its_records_exist():
+    text = ("# Report\n\n<!-- pending: poolstudy.collect docs/studies/beyond_lenet_resnet --out x --by model -->\n"
+            "*Records pending.*\n<!-- pending: /poolstudy.collect -->\n\n"
+            "<!-- pending: poolstudy.collect docs/studies/beyond_lenet_vgg --out y -->\n"
+            "<!-- pending: /poolstudy.collect -->\n")
+    done = make_results.enable_pending(text, "beyond_lenet_resnet")
+    assert ("<!-- poolstudy.collect docs/studies/beyond_lenet_resnet --out x --by model -->\n*Records pending.*\n"
+            "<!-- /poolstudy.collect -->") in done
+    assert done.count("<!-- pending: ") == 2  # the other study's block stays pending
+    assert make_results.enable_pending(done, "beyond_lenet") == done  # a prefix of a name is not the name
+    from poolstudy.publish import find_blocks
+
+    assert len(find_blocks(done, "r")) == 1 and find_blocks(text, "r") == []

@@ -284,7 +284,8 @@ def job_value(job: list[str], key: str) -> str:
     return dict(o.split("=", 1) for o in job)[key]
 
 
-STUDIES = ["seed_replication", "operator_zoo", "kernel_stride_grid", "allcnn_c_family"]
+STUDIES = ["seed_replication", "operator_zoo", "kernel_stride_grid", "allcnn_c_family", "beyond_lenet_resnet",
+           "beyond_lenet_vgg"]
 
 
 @pytest.fixture(autouse=True)
@@ -292,7 +293,7 @@ def _elsewhere(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # conf/sweeps links to sweeps/: found from any working directory
 
 
-def test_the_four_studies_are_there():
+def test_the_studies_are_there():
     assert sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")) == sorted(STUDIES)
     for name in STUDIES:
         assert (SWEEPS_DIR / f"{name}.yaml").read_text().startswith("# @package _global_\n")
@@ -382,3 +383,20 @@ def test_table_lists_every_operator_and_architecture(monkeypatch):
     params, _ = table.measure("allcnn_c", conv_c, (3, 32, 32), width=0.25)
     assert params == model_c_params(0.25) + conv_params(24, 24, 3) + conv_params(48, 48, 3)
     assert table.measure("lenet", {"type": "maxpool", "kernel_size": 5, "stride": 2}, (1, 28, 28)) is None
+
+
+@pytest.mark.parametrize("arch, published", [("resnet", "strided"), ("vgg", "maxpool")])
+def test_beyond_lenet_studies_are_resnet20_and_vgg11_on_cifar10(arch, published):
+    jobs = study_jobs(f"beyond_lenet_{arch}")
+    assert {job_value(j, "model") for j in jobs} == {"maxpool", "strided", "avgpool", "blurpool"}
+    assert {job_value(j, "seed") for j in jobs} == {"0", "1", "2"}
+    cfg = compose_with(jobs[0], f"beyond_lenet_{arch}")
+    assert (cfg.model.arch, cfg.model.depth, cfg.dataset.name) == (arch, 20 if arch == "resnet" else 11, "cifar10")
+    assert (cfg.dataset.train_subset, cfg.dataset.test_subset, cfg.trainer.epochs) == (10000, None, 5)
+    # the operator the published network uses builds exactly the published network
+    nets = []
+    for name in (published, "published"):
+        torch.manual_seed(0)
+        nets.append(instantiate(compose_with([f"model={name}"], f"beyond_lenet_{arch}").model, _convert_="all").eval())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(nets[0](x), nets[1](x))

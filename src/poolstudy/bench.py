@@ -2,6 +2,7 @@
 
     python -m poolstudy.bench                      # MNIST and 32x32x3, maxpool/strided, batch 64/256
     python -m poolstudy.bench --json bench.json --reps 5 --steps 100
+    python -m poolstudy.bench --arch resnet vgg --data cifar10 --models published maxpool --batch-sizes 128
 
 For each (data, model, batch size) it measures, in one process, with the same model, thread
 count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` training steps:
@@ -64,6 +65,7 @@ from poolstudy.utils.io import atomic_write_json
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+ARCHS = sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml"))
 PEER_DATASETS = ("mnist", "cifar10")  # the datasets torchvision has a class for, i.e. a peer
 
 
@@ -127,12 +129,13 @@ def _step(model, optimizer, x, y) -> None:
     optimizer.step()
 
 
-def job_config(model_name: str, data: str):
-    """``train.py``'s composed config for ``model=<model_name> dataset=<data>``, defaults otherwise."""
+def job_config(model_name: str, data: str, arch: str = "lenet"):
+    """``train.py``'s composed config for ``arch=<arch> model=<model_name> dataset=<data>``, defaults
+    otherwise (arch=resnet: ResNet-20; arch=vgg: VGG-11)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"model={model_name}", f"dataset={data}"])
+        return compose(config_name="config", overrides=[f"arch={arch}", f"model={model_name}", f"dataset={data}"])
 
 
 def _with_torch_layers(model: torch.nn.Module) -> None:
@@ -217,9 +220,9 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> dict:
 
 
 def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path, steps: int, reps: int,
-               workers: list[int], device: torch.device) -> dict:
+               workers: list[int], device: torch.device, arch: str = "lenet") -> dict:
     channels = raw.train_x.shape[1]
-    cfg = job_config(model_name, data)
+    cfg = job_config(model_name, data, arch)
     n = steps * batch_size
     runs: dict[str, Callable[[], int]] = {}
 
@@ -281,7 +284,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
         "data_path_share": paired_ratio(project, results["data_path"]),
     }
     return {
-        "data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
+        "data": data, "arch": arch, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
         "images_per_s": summary, "best_peer": best_peer, "ratios": ratios,
         "ratio_vs_peer": ratios["vs_peer"]["median"],
         "ratio_vs_peer_same_settings": ratios["vs_peer_same_settings"]["median"],
@@ -296,11 +299,11 @@ SPEED_OPTIONS = ("base", "fast_layers", "channels_last", "fused", "bf16_autocast
 
 
 def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_size: int,
-                 device: torch.device) -> Callable[[], int]:
+                 device: torch.device, arch: str = "lenet") -> Callable[[], int]:
     """The project's train_epoch on the plain set-up (torch's layers, NCHW, torch's optimizer
     defaults) with one speed option switched on (``fast_layers``: the project's FastCPUDropout and
     FastCPUMaxPool2d), or on train.py's own set-up (``train_defaults``); returns the timed callable."""
-    cfg = job_config(model_name, data)
+    cfg = job_config(model_name, data, arch)
     model, optimizer = _set_up(cfg, raw.train_x.shape[1], device, as_train_py=option == "train_defaults",
                                channels_last=True if option == "channels_last" else None,
                                fused=True if option == "fused" else None,
@@ -318,18 +321,18 @@ def _option_loop(option: str, data: str, model_name: str, raw, n: int, batch_siz
 
 
 def bench_options(data: str, model_name: str, batch_size: int, raw, steps: int, reps: int,
-                  device: torch.device, options: list[str] = list(SPEED_OPTIONS)) -> dict:
+                  device: torch.device, options: list[str] = list(SPEED_OPTIONS), arch: str = "lenet") -> dict:
     """images/s of the project loop under each speed option, repetitions interleaved so that drift in
     the machine's speed hits every option alike; compile and warm-up time are excluded."""
     n = steps * batch_size
     loops, warmup = {}, {}
     for option in options:
         start = time.perf_counter()
-        loops[option] = _option_loop(option, data, model_name, raw, n, batch_size, device)
+        loops[option] = _option_loop(option, data, model_name, raw, n, batch_size, device, arch)
         loops[option]()
         warmup[option] = time.perf_counter() - start
     rates, _ = _interleaved(loops, reps, device, warm_up=False)  # the timed first epochs were the warm-up
-    return {"data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
+    return {"data": data, "arch": arch, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
             "options": {option: {**_figures(r), "speedup_vs_base": paired_ratio(r, rates["base"])["median"],
                                  "first_epoch_s": warmup[option]}
                         for option, r in rates.items()}}
@@ -429,14 +432,19 @@ def _run_options(args: argparse.Namespace, raws: dict, device: torch.device, opt
           + f"   (images/s, median of {args.reps}; speed-up vs base)")
     cases = []
     for data in args.data:
-        for model_name in args.models:
-            for bs in args.batch_sizes:
-                case = bench_options(data, model_name, bs, raws[data], args.steps, args.reps, device, options)
-                cases.append(case)
-                cells = " ".join(f"{o['median']:>6.0f} ({o['speedup_vs_base']:.2f})"
-                                 for o in case["options"].values())
-                print(f"{data:<8} {model_name:<8} {bs:>5} | {cells}", flush=True)
+        for arch in args.arch:
+            for model_name in args.models:
+                for bs in args.batch_sizes:
+                    case = bench_options(data, model_name, bs, raws[data], args.steps, args.reps, device, options, arch)
+                    cases.append(case)
+                    cells = " ".join(f"{o['median']:>6.0f} ({o['speedup_vs_base']:.2f})"
+                                     for o in case["options"].values())
+                    print(f"{data:<8} {_model_label(arch, model_name):<8} {bs:>5} | {cells}", flush=True)
     return cases
+
+
+def _model_label(arch: str, model_name: str) -> str:
+    return model_name if arch == "lenet" else f"{arch}/{model_name}"
 
 
 def _rate(figures: dict) -> str:
@@ -452,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m poolstudy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=PEER_DATASETS)
     parser.add_argument("--models", nargs="+", default=["maxpool", "strided"], choices=MODELS)
+    parser.add_argument("--arch", nargs="+", default=["lenet"], choices=ARCHS,
+                        help="architectures at their config defaults (resnet: ResNet-20, vgg: VGG-11)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--steps", type=int, default=20, help="training steps per repetition")
     parser.add_argument("--reps", type=int, default=15, help="timed repetitions (after one warm-up)")
@@ -508,18 +518,20 @@ def main(argv: list[str] | None = None) -> int:
               f"project's model settings; faults: the project's minor page faults per step)")
     for data in args.data:
         label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
-        for model_name in args.models:
-            for bs in args.batch_sizes:
-                case = bench_case(data, model_name, bs, raws[data], cache / "bench-peer" / data, args.steps,
-                                  args.reps, args.workers, device)
-                case["data_source"] = label
-                cases.append(case)
-                ips, ratios = case["images_per_s"], case["ratios"]
-                rates = " ".join(_rate(ips[name]) for name in (*(f"peer_w{w}" for w in args.workers),
-                                                                "peer_w0_same_settings", "project", "limit"))
-                print(f"{data:<8} {model_name:<8} {bs:>5} | {rates} | {_ratio(ratios['vs_peer'])} "
-                      f"{case['ratio_vs_peer_same_settings']:>8.2f} {_ratio(ratios['vs_limit'])} "
-                      f"{100 * case['data_path_share']:>8.1f}% {ips['project']['page_faults_per_step']:>6.0f}", flush=True)
+        for arch in args.arch:
+            for model_name in args.models:
+                for bs in args.batch_sizes:
+                    case = bench_case(data, model_name, bs, raws[data], cache / "bench-peer" / data, args.steps,
+                                      args.reps, args.workers, device, arch)
+                    case["data_source"] = label
+                    cases.append(case)
+                    ips, ratios = case["images_per_s"], case["ratios"]
+                    rates = " ".join(_rate(ips[name]) for name in (*(f"peer_w{w}" for w in args.workers),
+                                                                    "peer_w0_same_settings", "project", "limit"))
+                    print(f"{data:<8} {_model_label(arch, model_name):<8} {bs:>5} | {rates} | "
+                          f"{_ratio(ratios['vs_peer'])} {case['ratio_vs_peer_same_settings']:>8.2f} "
+                          f"{_ratio(ratios['vs_limit'])} {100 * case['data_path_share']:>8.1f}% "
+                          f"{ips['project']['page_faults_per_step']:>6.0f}", flush=True)
     report.update({"cases": cases, "peak_memory": peak_memory(device)})
     print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
     if args.json:

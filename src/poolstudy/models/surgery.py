@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ from poolstudy.errors import InvalidModelError, PoolStudyError
 from poolstudy.models.downsample import Downsample, create_downsample
 
 POOL, CONV, PROJECTION, STEM = "pool", "conv", "projection", "stem"
+# An even kernel at stride 1 gets padding="same" (one more after than before); torch then notes once that
+# it pads a copy of the input, which is what such a convolution has to do.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
 
 
 class Subsample(nn.Module):
@@ -137,15 +141,23 @@ class _LeafTracer(fx.Tracer):
         return next(m.children(), None) is None or super().is_leaf_module(m, module_qualified_name)
 
 
-def trace(model: nn.Module, label: str) -> fx.GraphModule:
-    """The model as a GraphModule (same layers, names and parameters). Raises PoolStudyError when
-    torch.fx cannot trace it or its graph differs between training and evaluation mode."""
+class _LevelTracer(fx.Tracer):
+    """Traces one module's own forward: every submodule it calls stays one call."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return True
+
+
+def trace(model: nn.Module, label: str, tracer: type[fx.Tracer] = _LeafTracer) -> fx.GraphModule:
+    """The model as a GraphModule (same layers, names and parameters), traced down to its leaf layers
+    (or, with ``_LevelTracer``, one level: its own forward). Raises PoolStudyError when torch.fx cannot
+    trace it or its graph differs between training and evaluation mode."""
     was_training = model.training
     sources = []
     try:
         for mode in (False, True):
             model.train(mode)
-            graph = _LeafTracer().trace(model)
+            graph = tracer().trace(model)
             sources.append(graph.python_code("self").src)
     except Exception as exc:  # torch.fx raises many kinds for untraceable Python
         raise PoolStudyError(f"{label} cannot be traced by torch.fx for downsampling surgery: "
@@ -187,8 +199,7 @@ def node_shapes(gm: fx.GraphModule, input_shape: tuple[int, int, int], label: st
         where = _node_name(interpreter.current) if interpreter.current is not None else "?"
         raise InvalidModelError(
             f"{label} cannot run on {'x'.join(map(str, input_shape))} inputs (channels x H x W) even as published: "
-            f"layer '{where}' fails: {str(exc).splitlines()[0]}. Use a dataset with larger images or "
-            f"another model.name.") from None
+            f"layer '{where}' fails: {str(exc).splitlines()[0]}. Use a dataset with larger images.") from None
     finally:
         gm.train(was_training)
     return interpreter.shapes
@@ -293,20 +304,13 @@ def _last_leaf(name: str, module: nn.Module) -> str:
     return f"{name}.{len(module) - 1}" if isinstance(module, nn.Sequential) else name
 
 
-def _same_padding(gm: fx.GraphModule, node: fx.Node, conv: nn.Conv2d) -> None:
-    """Stride 1 with 'same' padding; an even kernel pads one more after (explicit zero padding)."""
+def _same_padding(conv: nn.Conv2d) -> None:
+    """Stride 1 with 'same' padding (an even kernel pads one more after, as torch's padding='same')."""
     conv.stride = (1, 1)
-    totals = [d * (k - 1) for d, k in zip(_pair(conv.dilation), _pair(conv.kernel_size))]
-    if all(t % 2 == 0 for t in totals):
-        conv.padding = tuple(t // 2 for t in totals)
-        return
-    conv.padding = (0, 0)
-    (th, tw) = totals
-    name = f"{node.target}_pad"
-    gm.add_submodule(name, nn.ZeroPad2d((tw // 2, tw - tw // 2, th // 2, th - th // 2)))
-    with gm.graph.inserting_before(node):
-        pad = gm.graph.call_module(name, (node.args[0],))
-    node.args = (pad, *node.args[1:])
+    th, tw = (d * (k - 1) for d, k in zip(_pair(conv.dilation), _pair(conv.kernel_size)))
+    conv.padding = (th // 2, tw // 2) if th % 2 == 0 and tw % 2 == 0 else "same"
+    # what the layer pads with in a padding_mode other than zeros
+    conv._reversed_padding_repeated_twice = [tw // 2, tw - tw // 2, th // 2, th - th // 2]
 
 
 def _insert_after(gm: fx.GraphModule, node: fx.Node, name: str, module: nn.Module) -> None:
@@ -391,8 +395,9 @@ def rebuild(model: nn.Module, downsample: Mapping[str, Any] | Downsample, input_
 
     calls = _calls(gm)
     records = list(stem or [])
-    points = find_points(gm)
-    for node, kind in points:
+    replace: dict[str, nn.Module] = {}
+    insert: list[_Insertion] = []
+    for node, kind in find_points(gm):
         layer = gm.get_submodule(node.target)
         was = describe_layer(layer)
         if calls[node.target] != 1:
@@ -404,56 +409,100 @@ def rebuild(model: nn.Module, downsample: Mapping[str, Any] | Downsample, input_
                                  "which the operators cannot reproduce.")
         stride = stride[0]
         name = str(node.target)
-        keep = DownsamplingPoint(name, kind, was, "kept (as published)", name)
         if ds.at_points == "published" or (ds.at_points == "conv" and kind != POOL):
-            records.append(keep)
+            records.append(DownsamplingPoint(name, kind, was, "kept (as published)", name))
         elif kind == POOL and ds.at_points == "conv":
             conv_node = producer_conv(gm, node)
             conv = gm.get_submodule(conv_node.target)
             conv.stride = tuple(s * stride for s in _pair(conv.stride))
-            gm.add_submodule(name, nn.Identity())
+            replace[name] = nn.Identity()
             records.append(DownsamplingPoint(name, kind, was, f"removed; its stride {stride} moved into "
                                              f"'{conv_node.target}' (now {describe_layer(conv)})", conv_node.target))
         elif ds.at_points == "none":
             if kind == POOL:
-                gm.add_submodule(name, nn.Identity())
+                replace[name] = nn.Identity()
                 records.append(DownsamplingPoint(name, kind, was, "removed", name))
             else:
                 if kind == CONV:
-                    _same_padding(gm, node, layer)
+                    _same_padding(layer)
                 else:
                     layer.stride = 1 if isinstance(layer, Subsample) else (1, 1)
                 records.append(DownsamplingPoint(name, kind, was, f"stride 1: {describe_layer(layer)}", name))
         else:
             op = _operator_at(ds, stride, name)
             if kind == POOL:
-                module = _as_module(op.layers(channels_into(node)), gm)
-                gm.add_submodule(name, module)
+                replace[name] = module = _as_module(op.layers(channels_into(node)), gm)
                 records.append(DownsamplingPoint(name, kind, was, op.describe(), _last_leaf(name, module)))
-            elif kind == CONV:
-                _same_padding(gm, node, layer)
-                end = chain_end(gm, node)
-                module = _as_module(op.layers(layer.out_channels), gm)
-                inserted = f"{name}_down"
-                _insert_after(gm, end, inserted, module)
-                after = "".join(f" -> {_node_name(n)}" for n in _between(node, end))
-                records.append(DownsamplingPoint(
-                    name, kind, was, f"{describe_layer(layer)}{after} -> {op.describe()} ('{inserted}')",
-                    _last_leaf(inserted, module)))
             else:
-                module = _as_module(op.layers(layer.in_channels), gm)
-                inserted = f"{name}_down"
-                _insert_before(gm, node, inserted, module)
-                layer.stride = 1 if isinstance(layer, Subsample) else (1, 1)
-                records.append(DownsamplingPoint(name, kind, was, f"{op.describe()} ('{inserted}') -> "
-                                                 f"{describe_layer(layer)}", name))
-    if ds.at_points == "published":
-        model.downsampling_points = records
-        return model
-    gm.graph.lint()
-    gm.recompile()
-    gm.downsampling_points = records
-    return gm
+                channels = layer.out_channels if kind == CONV else layer.in_channels
+                module = _as_module(op.layers(channels), gm)
+                if kind == CONV:
+                    _same_padding(layer)
+                else:
+                    layer.stride = 1 if isinstance(layer, Subsample) else (1, 1)
+                record = DownsamplingPoint(name, kind, was, "", _last_leaf(f"{name}_down", module) if kind == CONV
+                                           else name)
+                records.append(record)
+                insert.append(_Insertion(name, kind == CONV, module, op, record))
+    for name, module in replace.items():
+        model.set_submodule(name, module)
+    model = _insert(model, insert, label)
+    model.downsampling_points = records
+    return model
+
+
+@dataclass
+class _Insertion:
+    """An operator's layers to put after a convolution's chain (``after``) or before a projection."""
+
+    point: str
+    after: bool
+    module: nn.Module
+    op: Downsample
+    record: DownsamplingPoint
+
+
+def _insert(model: nn.Module, insertions: list[_Insertion], label: str) -> nn.Module:
+    """Insert the layers into the forward of the module that calls each point (its parent), traced one
+    level deep, so every other module keeps its class and stays one call (hooks on it still fire).
+    Deepest parents first; each rebuilt parent replaces the original in its own parent."""
+    by_parent: dict[str, list[_Insertion]] = {}
+    for item in insertions:
+        by_parent.setdefault(item.point.rpartition(".")[0], []).append(item)
+    for parent in sorted(by_parent, key=lambda p: (-p.count("."), p) if p else (1, "")):
+        module = model.get_submodule(parent) if parent else model
+        where = f"'{parent}'" if parent else "the network"
+        level = trace(module, f"{label} ({where})", _LevelTracer)
+        for item in by_parent[parent]:
+            child = item.point.rpartition(".")[2]
+            node = next((n for n in level.graph.nodes if n.op == "call_module" and n.target == child), None)
+            if node is None:
+                raise PoolStudyError(f"downsampling point '{item.point}' is not called by the forward of {where} "
+                                     f"itself, so the operator's layers cannot be placed next to it.")
+            name = f"{child}_down"
+            layer = describe_layer(level.get_submodule(child))
+            if item.after:
+                end = chain_end(level, node)
+                _insert_after(level, end, name, item.module)
+                chain = "".join(f" -> {_qualified(parent, n)}" for n in _between(node, end))
+                item.record.became = f"{layer}{chain} -> {item.op.describe()} ('{_join(parent, name)}')"
+            else:
+                _insert_before(level, node, name, item.module)
+                item.record.became = f"{item.op.describe()} ('{_join(parent, name)}') -> {layer}"
+        level.graph.lint()
+        level.recompile()
+        if not parent:
+            return level  # the root itself is rebuilt: it is the deepest-last, so nothing follows
+        model.set_submodule(parent, level)
+    return model
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}.{name}" if parent else name
+
+
+def _qualified(parent: str, node: fx.Node) -> str:
+    return _join(parent, str(node.target)) if node.op == "call_module" else _node_name(node)
 
 
 def _between(start: fx.Node, end: fx.Node) -> list[fx.Node]:
