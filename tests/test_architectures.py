@@ -308,6 +308,9 @@ def test_strided_resnet18_moves_the_stem_pool_into_the_stem_convolution():
     with torch.device("meta"):
         net = torchvision_model(3, 10, conf_downsample("strided"), name="resnet18", image_size=224, small_input=False)
     assert net.get_submodule("conv1").stride == (4, 4) and isinstance(net.get_submodule("maxpool"), nn.Identity)
+    became = {p.name: p.became for p in net.downsampling_points}
+    assert became["conv1"] == "Conv2d 7x7 s4 p3, 3->64: took the stride of 'maxpool'"
+    assert became["maxpool"] == "removed; its stride 2 moved into 'conv1' (now Conv2d 7x7 s4 p3, 3->64)"
     with torch.device("meta"):
         net = torchvision_model(3, 10, conf_downsample("maxpool"), name="resnet18", image_size=224, small_input=False)
     assert net.get_submodule("maxpool").kernel_size == 2  # the operator's window replaces the published 3x3
@@ -504,3 +507,19 @@ def test_hpo_study_names_name_the_network(model, cell, expected):
     cfg = OmegaConf.create({"model": {**model, "downsample": {"type": operator}}, "dataset": {"name": "cifar10"}})
     fake = SimpleNamespace(swept_keys={c.split("=")[0] for c in cell}, study_prefix="")
     assert FairOptunaSweeper._study_name(fake, cell, cfg) == expected
+
+
+def test_dropout_goes_before_the_last_linear_layer_and_the_default_hpo_space_composes():
+    from test_zoo import compose_with
+
+    with torch.device("meta"):
+        net = torchvision_model(3, 10, conf_downsample("published"), name="resnet18", image_size=32, dropout=0.3)
+    assert isinstance(net.fc, nn.Sequential) and net.fc[0].p == 0.3 and isinstance(net.fc[1], nn.Linear)
+    assert count_params(net) == 11_173_962  # nothing added but the Dropout
+    with pytest.raises(PoolStudyError, match=r"model\.dropout = 0\.3 is not valid for model\.name=squeezenet1_1: "
+                                             r"it has no linear classifier"), torch.device("meta"):
+        torchvision_model(3, 10, conf_downsample("published"), name="squeezenet1_1", image_size=32, dropout=0.3)
+    assert [m.p for m in resnet(dropout=0.2).modules() if isinstance(m, nn.Dropout)] == [0.2]
+    for arch in ("resnet", "vgg", "torchvision"):  # the HPO space's model.dropout exists in every architecture
+        cfg = compose_with(["hparams_search=optuna", f"arch={arch}", "dataset=cifar10", "model.dropout=0.25"])
+        assert "model.dropout" in cfg.hydra.sweeper.params and cfg.model.dropout == 0.25

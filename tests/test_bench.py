@@ -165,3 +165,18 @@ def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
     assert kept["keep_freed_memory"] and not system["keep_freed_memory"]
     for job in (kept, system):
         assert job["epoch_time_s"] > 0 and job["page_faults"] > 0 and job["wall_s"] > job["epoch_time_s"]
+
+
+@pytest.mark.realdata
+def test_bench_cases_for_other_architectures(tmp_path, cache_dir):
+    require_real("MNIST")
+    out = tmp_path / "bench.json"
+    code = bench.main(["--arch", "resnet", "vgg", "--data", "mnist", "--models", "strided", "--batch-sizes", "8",
+                       "--steps", "1", "--reps", "1", "--workers", "0", "--data-dir", str(SHARED_DATA), "--cache-dir",
+                       str(cache_dir), "--json", str(out)])
+    assert code == 0
+    cases = json.loads(out.read_text())["cases"]
+    assert [(c["arch"], c["model"]) for c in cases] == [("resnet", "strided"), ("vgg", "strided")]
+    assert all(c["images_per_s"]["project"]["min"] > 0 and c["ratio_vs_limit"] > 0 for c in cases)
+    cfg = bench.job_config("published", "cifar10", "vgg")
+    assert (cfg.model.arch, cfg.model.depth, cfg.model.downsample.type) == ("vgg", 11, "published")

@@ -32,9 +32,12 @@ pooling its output). Where a point cannot take the operator the build stops with
 normalisation and activation) cannot hand its stride to one under ``strided``; a window smaller than the
 stride would skip pixels; a layer called more than once cannot be rebuilt for one call.
 
-The network is traced with torch.fx and rebuilt as a ``GraphModule`` that keeps every original layer's
-name and parameters; ``published`` returns the network itself. Either way the model carries
-``downsampling_points``: every point, what it was and what it became (see :func:`point_records`).
+The points are found on a torch.fx trace of the whole network. Pools are replaced and strides and
+paddings changed in place; only a module whose forward calls a point that gets new layers next to it is
+re-traced one level deep and replaced by a ``GraphModule`` of the same name, parameters and buffers,
+so every other module keeps its class and its hooks (the layer-wise probes) still fire. ``published``
+returns the network itself. Either way the model carries ``downsampling_points``: every point, what it
+was and what it became (see :func:`point_records`).
 """
 
 from __future__ import annotations
@@ -418,6 +421,9 @@ def rebuild(model: nn.Module, downsample: Mapping[str, Any] | Downsample, input_
             replace[name] = nn.Identity()
             records.append(DownsamplingPoint(name, kind, was, f"removed; its stride {stride} moved into "
                                              f"'{conv_node.target}' (now {describe_layer(conv)})", conv_node.target))
+            for record in records:  # the convolution was a point itself (a strided stem): say what it became
+                if record.name == conv_node.target:
+                    record.became = f"{describe_layer(conv)}: took the stride of '{name}'"
         elif ds.at_points == "none":
             if kind == POOL:
                 replace[name] = nn.Identity()

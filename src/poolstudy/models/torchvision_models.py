@@ -8,7 +8,8 @@ stride-1 convolution with the same output channels (He et al.'s initialisation: 
 and a pool fed by that convolution (through its normalisation and activation) is removed. A network
 whose first convolution has stride 1 (VGG) keeps its stem. With ``in_channels`` other than 3 the first
 convolution is rebuilt for that many input channels (same geometry). Both changes are listed with the
-downsampling points (kind ``stem``).
+downsampling points (kind ``stem``). ``dropout`` > 0 puts a Dropout before the network's last linear
+layer (as ``arch=resnet``/``vgg`` do; torchvision's own Dropout layers stay as built).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from torch import fx, nn
 
 from poolstudy.errors import PoolStudyError
 from poolstudy.models.downsample import Downsample
+from poolstudy.models.layers import FastCPUDropout
+from poolstudy.models.resnet import check_dropout
 from poolstudy.models.surgery import (POOL, STEM, DownsamplingPoint, describe_layer, point_kind, producer_conv,
                                       rebuild, trace)
 
@@ -129,12 +132,25 @@ def published_model(in_channels: int, num_classes: int, name: str, image_size: i
     return model, traced, adapt_stem(model, traced, in_channels, small, label)
 
 
+def add_classifier_dropout(model: nn.Module, dropout: float, label: str) -> None:
+    """A Dropout(``dropout``) before the last linear layer (in place; nothing for 0)."""
+    if check_dropout(dropout) == 0:
+        return
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise PoolStudyError(f"model.dropout = {dropout!r} is not valid for {label}: it has no linear classifier "
+                             f"to put the Dropout before; it must be 0.")
+    model.set_submodule(linears[-1], nn.Sequential(FastCPUDropout(dropout), model.get_submodule(linears[-1])))
+
+
 def torchvision_model(in_channels: int, num_classes: int, downsample: Mapping[str, Any] | Downsample,
                       name: str = "resnet18", image_size: int | None = None,
-                      small_input: bool | str = "auto") -> nn.Module:
+                      small_input: bool | str = "auto", dropout: float = 0.0) -> nn.Module:
     """torchvision's ``name`` for ``num_classes`` classes, random weights, stem adapted
-    (``small_input``, ``in_channels``), every downsampling point rebuilt by ``downsample``."""
+    (``small_input``, ``in_channels``), every downsampling point rebuilt by ``downsample``; ``dropout``
+    > 0 adds a Dropout before the last linear layer."""
     model, traced, stem = published_model(in_channels, num_classes, name, image_size, small_input)
+    add_classifier_dropout(model, dropout, f"model.name={name}")
     small = use_small_input(small_input, image_size)
     size = image_size if isinstance(image_size, int) and not isinstance(image_size, bool) else (32 if small else 224)
     return rebuild(model, downsample, (in_channels, size, size), f"model.name={name}", stem, traced)
