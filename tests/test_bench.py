@@ -180,3 +180,11 @@ def test_bench_cases_for_other_architectures(tmp_path, cache_dir):
     assert all(c["images_per_s"]["project"]["min"] > 0 and c["ratio_vs_limit"] > 0 for c in cases)
     cfg = bench.job_config("published", "cifar10", "vgg")
     assert (cfg.model.arch, cfg.model.depth, cfg.model.downsample.type) == ("vgg", 11, "published")
+
+
+def test_cpu_clock_needs_one_thread_and_no_workers(capsys):
+    for args in (["--clock", "cpu"], ["--clock", "cpu", "--threads", "1"], ["--clock", "cpu", "--workers", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(args)
+        assert exc.value.code == 2
+        assert "--clock cpu needs --threads 1 --workers 0" in capsys.readouterr().err

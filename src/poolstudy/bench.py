@@ -186,6 +186,13 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+#: what a timed run is measured with: the wall clock, or (``--clock cpu``) this process's CPU time,
+#: which other processes on a shared machine do not inflate (with one torch thread and no DataLoader
+#: workers, whose time it would not count)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = CLOCKS["wall"]
+
+
 def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.device,
                  warm_up: bool = True) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """images/s of ``reps`` timed calls of each run (which returns images processed), after one warm-up
@@ -199,10 +206,10 @@ def _interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.de
     for _ in range(reps):
         for name, run in runs.items():
             _sync(device)
-            faults_before, start = _minor_faults(), time.perf_counter()
+            faults_before, start = _minor_faults(), _clock()
             images = run()
             _sync(device)
-            rates[name].append(images / (time.perf_counter() - start))
+            rates[name].append(images / (_clock() - start))
             faults[name].append((_minor_faults() - faults_before) / images)
     return rates, faults
 
@@ -468,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], help="DataLoader num_workers of the peer")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: elapsed time; cpu: this process's CPU time, steadier on a machine shared with "
+                             "other work (needs --threads 1 --workers 0 and a CPU device)")
     parser.add_argument("--allocator", choices=("keep", "system"), default="keep",
                         help="keep: freed memory stays in the process, as train.py's trainer.keep_freed_memory=true "
                              "sets it (process-wide, so the peers run with it too); system: the C library's defaults")
@@ -485,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.reps < 1 or any(b < 1 for b in args.batch_sizes):
         parser.error("--steps, --reps and --batch-sizes must be >= 1")
+    if args.clock == "cpu" and (args.threads != 1 or args.workers != [0]):
+        parser.error("--clock cpu needs --threads 1 --workers 0: other threads spin and DataLoader workers run "
+                     "in other processes, so their time would be miscounted")
+    global _clock
+    _clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     from poolstudy.training.run import resolve_device
@@ -498,7 +513,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     kept = args.allocator == "keep" and keep_freed_memory()
     cases = []
-    report: dict = {"machine": {**machine(device), "allocator": args.allocator, "keep_freed_memory": kept}}
+    if args.clock == "cpu" and device.type != "cpu":
+        print("error: --clock cpu measures the CPU's time; use --device cpu", file=sys.stderr)
+        return 2
+    report: dict = {"machine": {**machine(device), "allocator": args.allocator, "keep_freed_memory": kept},
+                    "clock": args.clock}
     if args.sweeps:
         env = {**os.environ, "POOLSTUDY_DATA": str(args.data_dir), "POOLSTUDY_CACHE": str(cache)}
         with tempfile.TemporaryDirectory(prefix="poolstudy-bench-") as work:
