@@ -107,7 +107,7 @@ STUDIES: dict[str, list] = {
         ["+sweeps=allcnn_c_family", *ALLCNN_BUDGET, *CPU, _sweep("allcnn_c_family")],
     ],
     # 6. beyond LeNet: ResNet-20 and a VGG-11 (width 0.25) on CIFAR-10, maxpool/strided/avgpool/blurpool,
-    # 3 seeds each (the sweep files' reduced budget: 5,000 images, 3 epochs)
+    # 3 seeds each (the sweep files' reduced budget: 10,000 images, 5 epochs)
     "beyond_lenet_resnet": [
         ["+sweeps=beyond_lenet_resnet", *CPU, _sweep("beyond_lenet_resnet")],
     ],
