@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -10,8 +11,16 @@ from poolstudy.errors import PoolStudyError
 from poolstudy.models.allcnn import AllCNNC
 from poolstudy.models.downsample import DOWNSAMPLERS, Downsample, create_downsample, register_downsample
 from poolstudy.models.lenet import LeNet
+from poolstudy.models.resnet import resnet
+from poolstudy.models.torchvision_models import torchvision_model
+from poolstudy.models.vgg import vgg
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet": LeNet, "allcnn_c": AllCNNC}
+#: arch name -> a callable (in_channels, num_classes, downsample, **model keys) -> nn.Module. lenet and
+#: allcnn_c build their points from the registry; resnet, vgg and torchvision rebuild a published
+#: network's points by downsampling surgery (poolstudy.models.surgery).
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "lenet": LeNet, "allcnn_c": AllCNNC, "resnet": resnet, "vgg": vgg, "torchvision": torchvision_model,
+}
 
 
 def create_model(arch: str, **kwargs: Any) -> nn.Module:
