@@ -15,6 +15,7 @@ from poolstudy.models import create_model
 from poolstudy.models.profile import count_params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch_args", [
     ["arch=resnet", "model=blurpool"],
     ["arch=vgg", "model=strided", "model.width=0.125"],

@@ -178,6 +178,7 @@ def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_bench_cases_for_other_architectures(tmp_path, cache_dir):
     require_real("MNIST")
     out = tmp_path / "bench.json"
