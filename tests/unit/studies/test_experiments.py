@@ -153,6 +153,15 @@ def test_the_runners_configs_run_exactly_the_recorded_jobs(study, index, recorde
     assert new["sweeper"] == old["sweeper"]
 
 
+@pytest.mark.parametrize("study", ["beyond_lenet_resnet", "beyond_lenet_vgg"])
+def test_the_beyond_lenet_records_command_form_gives_the_runners_jobs(study):
+    """The Beyond LeNet studies were first run (for RESULTS.md section 7) as sweeps/<study>.yaml, before the studies
+    became configs: their study.json records this command. It must run exactly the jobs the runner's config runs."""
+    recorded = (f"python train.py -m +sweeps={study} hydra/launcher=local_parallel trainer.progress=false "
+                f"hydra.sweep.dir=outputs/results/{study}")
+    test_the_runners_configs_run_exactly_the_recorded_jobs(study, 0, recorded)
+
+
 def test_the_old_study_form_is_translated_with_a_note():
     argv, notes = current_forms(["train.py", "-m", "+sweeps=seed_replication", "seed=0"])
     assert argv == ["train.py", "-m", "experiment=seed_replication", "seed=0"]
