@@ -2,8 +2,10 @@
 
     python -m benchmarks.bench                      # MNIST and 32x32x3, maxpool/strided, batch 64/256
     python -m benchmarks.bench --json bench.json --reps 5 --steps 100
+    python -m benchmarks.bench --arch resnet vgg --data cifar10 --models published --batch-sizes 128 \
+        --threads 1 --workers 0 --clock cpu   # ResNet-20 and VGG-11 as published, timed in CPU time
 
-For each (data, model, batch size) it measures, in one process, with the same model, thread
+For each (data, architecture, model, batch size) it measures, in one process, with the same model, thread
 count and device, warm-up excluded, ``--reps`` repetitions of ``--steps`` training steps:
 
 1. ``peer_w0`` / ``peer_w2``: the pytorch/examples style — a torchvision dataset class with
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import MODELS, machine, peak_memory, rate, ratio_text
+from benchmarks.common import ARCHS, CLOCKS, MODELS, machine, model_label, peak_memory, rate, ratio_text
 from benchmarks.loop import PEER_DATASETS, bench_case
 from benchmarks.options import SPEED_OPTIONS, run_options
 from benchmarks.sweeps import bench_sweeps
@@ -57,12 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["mnist", "cifar10"], choices=PEER_DATASETS)
     parser.add_argument("--models", nargs="+", default=["maxpool", "strided"], choices=MODELS)
+    parser.add_argument("--arch", nargs="+", default=["lenet"], choices=ARCHS,
+                        help="architectures at their config defaults (resnet: ResNet-20, vgg: VGG-11)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     parser.add_argument("--steps", type=int, default=20, help="training steps per repetition")
     parser.add_argument("--reps", type=int, default=15, help="timed repetitions (after one warm-up)")
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], help="DataLoader num_workers of the peer")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall: elapsed time; cpu: this process's CPU time, steadier on a machine shared with "
+                             "other work (needs --threads 1 --workers 0 and a CPU device)")
     parser.add_argument("--allocator", choices=("keep", "system"), default="keep",
                         help="keep: freed memory stays in the process, as train.py's trainer.keep_freed_memory=true "
                              "sets it (process-wide, so the peers run with it too); system: the C library's defaults")
@@ -80,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.reps < 1 or any(b < 1 for b in args.batch_sizes):
         parser.error("--steps, --reps and --batch-sizes must be >= 1")
+    if args.clock == "cpu" and (args.threads != 1 or args.workers != [0]):
+        parser.error("--clock cpu needs --threads 1 --workers 0: other threads spin and DataLoader workers run "
+                     "in other processes, so their time would be miscounted")
+    clock = CLOCKS[args.clock]
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -89,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     except PoolStudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.clock == "cpu" and device.type != "cpu":
+        print("error: --clock cpu measures the CPU's time; use --device cpu", file=sys.stderr)
+        return 2
     kept = args.allocator == "keep" and keep_freed_memory()
     cases = []
-    report: dict = {"machine": {**machine(device), "allocator": args.allocator, "keep_freed_memory": kept}}
+    report: dict = {"machine": {**machine(device), "allocator": args.allocator, "keep_freed_memory": kept},
+                    "clock": args.clock}
     if args.sweeps:
         env = {**os.environ, "POOLSTUDY_DATA": str(args.data_dir), "POOLSTUDY_CACHE": str(cache)}
         with tempfile.TemporaryDirectory(prefix="poolstudy-bench-") as work:
@@ -101,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.options is not None:
         options = ["base", *[o for o in SPEED_OPTIONS if o in args.options and o != "base"]] \
             if args.options else list(SPEED_OPTIONS)
-        report["options"] = run_options(args, raws, device, options)
+        report["options"] = run_options(args, raws, device, options, clock)
         args.data = []
     if args.data:
         peer_heads = " ".join(f"{f'peer w{w}':>10}" for w in args.workers)
@@ -111,18 +126,20 @@ def main(argv: list[str] | None = None) -> int:
               f"project's model settings; faults: the project's minor page faults per step)")
     for data in args.data:
         label = raws[data].source if data == "mnist" else CIFAR_JPEG_LABEL
-        for model_name in args.models:
-            for bs in args.batch_sizes:
-                case = bench_case(data, model_name, bs, raws[data], cache / "bench-peer" / data, args.steps,
-                                  args.reps, args.workers, device)
-                case["data_source"] = label
-                cases.append(case)
-                ips, ratios = case["images_per_s"], case["ratios"]
-                rates = " ".join(rate(ips[name]) for name in (*(f"peer_w{w}" for w in args.workers),
-                                                                "peer_w0_same_settings", "project", "limit"))
-                print(f"{data:<8} {model_name:<8} {bs:>5} | {rates} | {ratio_text(ratios['vs_peer'])} "
-                      f"{case['ratio_vs_peer_same_settings']:>8.2f} {ratio_text(ratios['vs_limit'])} "
-                      f"{100 * case['data_path_share']:>8.1f}% {ips['project']['page_faults_per_step']:>6.0f}", flush=True)
+        for arch in args.arch:
+            for model_name in args.models:
+                for bs in args.batch_sizes:
+                    case = bench_case(data, model_name, bs, raws[data], cache / "bench-peer" / data, args.steps,
+                                      args.reps, args.workers, device, arch, clock)
+                    case["data_source"] = label
+                    cases.append(case)
+                    ips, ratios = case["images_per_s"], case["ratios"]
+                    rates = " ".join(rate(ips[name]) for name in (*(f"peer_w{w}" for w in args.workers),
+                                                                    "peer_w0_same_settings", "project", "limit"))
+                    print(f"{data:<8} {model_label(arch, model_name):<8} {bs:>5} | {rates} | "
+                          f"{ratio_text(ratios['vs_peer'])} {case['ratio_vs_peer_same_settings']:>8.2f} "
+                          f"{ratio_text(ratios['vs_limit'])} {100 * case['data_path_share']:>8.1f}% "
+                          f"{ips['project']['page_faults_per_step']:>6.0f}", flush=True)
     report.update({"cases": cases, "peak_memory": peak_memory(device)})
     print(f"peak memory: {report['peak_memory']}; machine: {report['machine']}")
     if args.json:

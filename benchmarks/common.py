@@ -22,6 +22,11 @@ from poolstudy.training.placement import place_model
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+ARCHS = sorted(p.stem for p in (CONF_DIR / "arch").glob("*.yaml"))
+#: what a timed run is measured with: the wall clock, or (``--clock cpu``) this process's CPU time,
+#: which other processes on a shared machine do not inflate (with one torch thread and no DataLoader
+#: workers, whose time it would not count)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def step(model, optimizer, x, y) -> None:
@@ -31,12 +36,17 @@ def step(model, optimizer, x, y) -> None:
     optimizer.step()
 
 
-def job_config(model_name: str, data: str):
-    """``train.py``'s composed config for ``model=<model_name> dataset=<data>``, defaults otherwise."""
+def job_config(model_name: str, data: str, arch: str = "lenet"):
+    """``train.py``'s composed config for ``arch=<arch> model=<model_name> dataset=<data>``, defaults
+    otherwise (arch=resnet: ResNet-20; arch=vgg: VGG-11)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"model={model_name}", f"dataset={data}"])
+        return compose(config_name="config", overrides=[f"arch={arch}", f"model={model_name}", f"dataset={data}"])
+
+
+def model_label(arch: str, model_name: str) -> str:
+    return model_name if arch == "lenet" else f"{arch}/{model_name}"
 
 
 def with_torch_layers(model: torch.nn.Module) -> None:
@@ -87,12 +97,13 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.device,
-                 warm_up: bool = True) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.device, warm_up: bool = True,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """images/s of ``reps`` timed calls of each run (which returns images processed), after one warm-up
     call each unless the caller made it, and the minor page faults per image of each call. The runs
     take turns within each repetition, so a drift in the machine's speed (turbo, caches, another
-    process) hits all of them alike instead of whichever happens to run last."""
+    process) hits all of them alike instead of whichever happens to run last. ``clock``: one of
+    ``CLOCKS`` (seconds)."""
     for run in runs.values() if warm_up else ():
         run()
     rates: dict[str, list[float]] = {name: [] for name in runs}
@@ -100,10 +111,10 @@ def interleaved(runs: dict[str, Callable[[], int]], reps: int, device: torch.dev
     for _ in range(reps):
         for name, run in runs.items():
             sync(device)
-            faults_before, start = minor_faults(), time.perf_counter()
+            faults_before, start = minor_faults(), clock()
             images = run()
             sync(device)
-            rates[name].append(images / (time.perf_counter() - start))
+            rates[name].append(images / (clock() - start))
             faults[name].append((minor_faults() - faults_before) / images)
     return rates, faults
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import statistics
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,9 +70,10 @@ def peer_dataset(cfg, raw, root: Path):
 
 
 def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path, steps: int, reps: int,
-               workers: list[int], device: torch.device) -> dict:
+               workers: list[int], device: torch.device, arch: str = "lenet",
+               clock: Callable[[], float] = time.perf_counter) -> dict:
     channels = raw.train_x.shape[1]
-    cfg = job_config(model_name, data)
+    cfg = job_config(model_name, data, arch)
     n = steps * batch_size
     runs: dict[str, Callable[[], int]] = {}
 
@@ -117,7 +119,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
 
         runs[name] = peer
 
-    results, faults = interleaved(runs, reps, device)
+    results, faults = interleaved(runs, reps, device, clock=clock)
     del loaders
 
     summary = {name: {**figures(r), "page_faults_per_step": statistics.median(faults[name]) * batch_size}
@@ -133,7 +135,7 @@ def bench_case(data: str, model_name: str, batch_size: int, raw, peer_root: Path
         "data_path_share": paired_ratio(project, results["data_path"]),
     }
     return {
-        "data": data, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
+        "data": data, "arch": arch, "model": model_name, "batch_size": batch_size, "steps": steps, "reps": reps,
         "images_per_s": summary, "best_peer": best_peer, "ratios": ratios,
         "ratio_vs_peer": ratios["vs_peer"]["median"],
         "ratio_vs_peer_same_settings": ratios["vs_peer_same_settings"]["median"],

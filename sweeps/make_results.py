@@ -4,6 +4,7 @@
     python sweeps/make_results.py --list     # the commands, nothing run
     python sweeps/make_results.py --only operator_zoo kernel_stride_grid
     python sweeps/make_results.py --publish  # archive + RESULTS.md only, from what outputs/results/ holds
+    python sweeps/make_results.py --only beyond_lenet_resnet beyond_lenet_vgg   # the "Beyond LeNet" section
 
 Each study runs into outputs/results/<study>/ (a fixed folder: an interrupted study resumes, finished jobs
 are skipped); a study whose study.json exists is not run again, so its measured wall time is kept. Its
@@ -57,6 +58,10 @@ STUDIES: dict[str, list[tuple[str, str]]] = {
                       ("results/dropout_fixes_after_bn", "after_bn")],
     # 6. all ten operators on CIFAR-10 at the defaults, 3 seeds
     "operator_zoo_cifar10": [("results/operator_zoo_cifar10", "")],
+    # 7. beyond LeNet: ResNet-20 and VGG-11 (width 0.25) on CIFAR-10, maxpool/strided/avgpool/blurpool,
+    # 3 seeds each (the configs' reduced budget: 10,000 images, 5 epochs)
+    "beyond_lenet_resnet": [("beyond_lenet_resnet", "")],
+    "beyond_lenet_vgg": [("beyond_lenet_vgg", "")],
 }
 # Overrides of a step chosen from the results of the steps before it.
 CHOSEN = {"results/operator_zoo_tuned": lambda: [f"model={_zoo_best(ZOO_TUNED)}"]}
@@ -69,7 +74,12 @@ FULL_SCALE = {
     "results/operator_zoo_tuned": ["dataset.train_subset=null", "trainer.epochs=5"],
     "results/kernel_stride_grid": ["dataset.train_subset=null", "trainer.epochs=5"],
     "results/allcnn_c_family": ["model.width=1.0", "dataset.train_subset=null", "trainer.epochs=100"],
+    # He et al. (2016)'s optimizer and 182 epochs (cosine instead of their two lr steps), all the data
+    "beyond_lenet_resnet": ["dataset.train_subset=null", "invariance.subset=2000", "trainer.epochs=182",
+                            "optimizer=sgd", "optimizer.lr=0.1", "optimizer.nesterov=false",
+                            "optimizer.weight_decay=1e-4", "scheduler=cosine"],
 }
+FULL_SCALE["beyond_lenet_vgg"] = ["model.width=1.0", *FULL_SCALE["beyond_lenet_resnet"]]
 
 
 def _zoo_best(n: int) -> str:

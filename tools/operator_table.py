@@ -2,10 +2,12 @@
 
     python -m tools.operator_table                # from the repository root (reads its conf/)
     python -m tools.operator_table --conf-dir /path/to/conf
+    python -m tools.operator_table --arch resnet vgg   # the table of docs/architectures.md
 
 Each operator gets the window its conf/model/<name>.yaml sets; in ``allcnn_c`` the window is
-replaced by Model C's 3x3 stride-2 one (MODEL_C_WINDOW, as sweeps/allcnn_c_family.yaml sets),
-except for ``none``, which has no window. A combination that cannot run is shown as "invalid".
+replaced by Model C's 3x3 stride-2 one (MODEL_C_WINDOW, as conf/experiment/allcnn_c_family.yaml sets),
+except for ``none``, which has no window. ``published`` is listed for the architectures rebuilt by
+downsampling surgery only. A combination that cannot run is shown as "invalid".
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from poolstudy.models.profile import count_macs, count_params, trace_shapes
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RESOLUTIONS = (("28x28x1", (1, 28, 28)), ("32x32x3", (3, 32, 32)))
 #: (architecture, extra constructor arguments): each architecture at its defaults, and All-CNN-C
-#: also at the reduced width of sweeps/allcnn_c_family.yaml
-VARIANTS = (("lenet", {}), ("allcnn_c", {}), ("allcnn_c", {"width": 0.25}))
+#: also at the reduced width of conf/experiment/allcnn_c_family.yaml; ResNet-20 and VGG-11 rebuilt by
+#: downsampling surgery
+VARIANTS = (("lenet", {}), ("allcnn_c", {}), ("allcnn_c", {"width": 0.25}), ("resnet", {"depth": 20}),
+            ("vgg", {"depth": 11}))
 
 
 def operator_configs(conf_dir: Path) -> dict[str, dict[str, Any]]:
@@ -63,15 +67,20 @@ def window(downsample: dict[str, Any]) -> str:
     return ", ".join(f"{k}={'null' if v is None else v}" for k, v in downsample.items() if k != "type")
 
 
-def markdown_table(conf_dir: Path) -> str:
+def markdown_table(conf_dir: Path, archs: list[str] | None = None) -> str:
+    """The table of every operator in every ``VARIANTS`` entry (those of ``archs`` only, when given)."""
     operators = operator_configs(conf_dir)
     header = ["arch", "model", "model.downsample"]
     for label, _ in RESOLUTIONS:
         header += [f"params {label}", f"MACs {label}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arch, arch_args in VARIANTS:
+        if archs is not None and arch not in archs:
+            continue
         label = " ".join([arch, *(f"{k}={v}" for k, v in arch_args.items())])
         for name, base in operators.items():
+            if DOWNSAMPLERS[name].at_points == "published" and arch in ("lenet", "allcnn_c"):
+                continue  # they build their points from the registry: no published network to keep
             downsample = downsample_for(arch, base)
             cells = [label, name, window(downsample)]
             for _, shape in RESOLUTIONS:
@@ -84,9 +93,11 @@ def markdown_table(conf_dir: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conf-dir", type=Path, default=CONF_DIR, help=f"the project's conf/ (default: {CONF_DIR})")
+    parser.add_argument("--arch", nargs="+", choices=sorted({arch for arch, _ in VARIANTS}),
+                        help="these architectures only (default: all)")
     args = parser.parse_args(argv)
     try:
-        print(markdown_table(args.conf_dir))
+        print(markdown_table(args.conf_dir, args.arch))
     except PoolStudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

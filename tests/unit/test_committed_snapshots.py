@@ -1,5 +1,6 @@
 """Every committed record still works with this code: each job snapshot under docs/studies composes, its model
-builds with the parameter count its metrics.json recorded, and each multirun.yaml's Hydra callbacks import.
+builds with the parameter count (and, where recorded, the downsampling points) its metrics.json recorded, and
+each multirun.yaml's Hydra callbacks import.
 
 Committed snapshots name ``poolstudy.models.create_model`` and ``poolstudy.hydra_callbacks.<Callback>``;
 moving either breaks ``python -m poolstudy.reproduce`` and every re-run of a record. Hydra composes one
@@ -19,6 +20,8 @@ from omegaconf import OmegaConf
 from helpers import ROOT
 from poolstudy.jobfolder import CONFIG_SNAPSHOT, METRICS_FILE, MULTIRUN_YAML
 from poolstudy.jobs.run import build_model
+from poolstudy.models.profile import trace_shapes
+from poolstudy.models.surgery import point_records
 
 RECORDS = [ROOT / "docs" / "studies", ROOT / "docs" / "bn_shift"]
 SNAPSHOTS = sorted(p for root in RECORDS for p in root.rglob(CONFIG_SNAPSHOT))
@@ -57,6 +60,9 @@ def test_every_snapshot_resolves_and_builds_the_recorded_model():
         if metrics_path.is_file():  # invalid jobs have a status.json only
             recorded = json.loads(metrics_path.read_text())
             assert sum(p.numel() for p in model.parameters()) == recorded["params"], snapshot
+            if "downsampling_points" in recorded:  # since arch=resnet/vgg/torchvision: each point as it was built
+                shape = tuple(recorded["dataset"]["image_shape"])
+                assert point_records(model, trace_shapes(model, shape)) == recorded["downsampling_points"], snapshot
             checked += 1
     assert checked >= 200
 

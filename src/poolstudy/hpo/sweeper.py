@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS_ATTR = "poolstudy_settings"
 # grid keys already spelled out in the study name
-_NAMED_KEYS = {"model", "dataset", "arch"}
+_NAMED_KEYS = {"model", "dataset", "arch", "model.name", "model.depth"}
 # study statuses after which the sweep exits with status 1
 FAILED_STATUSES = ("stopped: too many failures", "no completed trial", "final runs failed")
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -192,7 +192,9 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
         return str(choice), {str(k): str(v) for k, v in params.items()}
 
     def _study_name(self, cell: list[str], cfg: DictConfig) -> str:
-        parts = [cfg.model.arch, cfg.model.downsample.type, cfg.dataset.name]
+        # the network (arch=torchvision model.name=..., arch=resnet model.depth=...) where the arch has one
+        network = [cfg.model[key] for key in ("name", "depth") if cfg.model.get(key) is not None]
+        parts = [cfg.model.arch, *network, cfg.model.downsample.type, cfg.dataset.name]
         for override in cell:
             key, _, value = override.partition("=")
             if key in self.swept_keys and key.lstrip("+~") not in _NAMED_KEYS:

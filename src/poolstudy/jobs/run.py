@@ -25,6 +25,7 @@ from poolstudy.jobfolder import METRICS_FILE, write_metrics
 from poolstudy.jobs.config_checks import check_config
 from poolstudy.jobs.interrupt import JobProgress
 from poolstudy.models.profile import LayerRow, count_macs, count_params, format_summary, stage_sizes, trace_shapes
+from poolstudy.models.surgery import format_points, point_records
 from poolstudy.tracking import Trackers
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
 from poolstudy.training.loop import train_epoch
@@ -38,14 +39,18 @@ from poolstudy.utils.stopwatch import PhaseStopwatch
 log = logging.getLogger(__name__)
 
 
-def build_model(cfg: DictConfig, in_channels: int, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: DictConfig, in_channels: int, num_classes: int,
+                image_size: int | None = None) -> torch.nn.Module:
     """The job's model from ``cfg.model`` (its ``_target_``), for images of ``in_channels`` and ``num_classes`` classes
+    (and, for a model with an ``image_size`` key such as arch=torchvision, images of ``image_size`` pixels a side)
     unless the config sets them; a PoolStudyError the model raises is raised as itself."""
     overrides = {}
     if cfg.model.get("in_channels") is None:
         overrides["in_channels"] = in_channels
     if cfg.model.get("num_classes") is None:
         overrides["num_classes"] = num_classes
+    if "image_size" in cfg.model and cfg.model.image_size is None and image_size is not None:
+        overrides["image_size"] = image_size  # read from the files (dataset=imagefolder)
     try:
         return instantiate(cfg.model, _convert_="all", **overrides)
     except InstantiationException as exc:  # Hydra wraps the model's own "model.x is not valid" errors
@@ -137,6 +142,7 @@ class Job:
     model: torch.nn.Module
     fresh_model: Callable[[], torch.nn.Module]  # an untrained model of the same config (the probes' reference)
     layers: list[LayerRow]  # each layer's output size at the data's image size
+    points: list[dict[str, Any]]  # each downsampling point: name, what it was and became, output size
     params: int
     macs: int
     optimizer: torch.optim.Optimizer
@@ -156,12 +162,14 @@ def build_job(cfg: DictConfig, data: DataSplits, device: torch.device, out_dir: 
     trainer = cfg.trainer
 
     def fresh_model() -> torch.nn.Module:  # also the untrained reference of the layer-wise probes
-        return build_model(cfg, data.image_shape[0], data.num_classes)
+        return build_model(cfg, data.image_shape[0], data.num_classes, data.image_shape[-1])
 
     model = fresh_model()
     rows = trace_shapes(model, data.image_shape)  # before training: clear error on impossible shapes
     params, macs = count_params(model), count_macs(model, data.image_shape)
-    log.info("Model %s / %s:\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs))
+    points = point_records(model, rows)
+    log.info("Model %s / %s:\n%s\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs),
+             format_points(points))
     place_model(model, trainer.get("channels_last", False), device)
 
     optimizer = instantiate(cfg.optimizer)(model.parameters())  # _partial_: true
@@ -175,8 +183,8 @@ def build_job(cfg: DictConfig, data: DataSplits, device: torch.device, out_dir: 
     progress.checkpoints = checkpoint.enabled
     restored = checkpoint.restore(model, optimizer, scheduler, generator)
     progress.saved_epoch = restored.epoch
-    return Job(model, fresh_model, rows, params, macs, optimizer, scheduler, generator, train_batches, val_batches,
-               test_batches, checkpoint, restored)
+    return Job(model, fresh_model, rows, points, params, macs, optimizer, scheduler, generator, train_batches,
+               val_batches, test_batches, checkpoint, restored)
 
 
 @dataclass
@@ -271,6 +279,7 @@ def metrics_record(cfg: DictConfig, job: Job, data: DataSplits, device: torch.de
         "val_acc_raw": final.val_acc_raw, "val_loss_raw": final.val_loss_raw,
         "test_acc_raw": final.test_acc_raw, "test_loss_raw": final.test_loss_raw,
         "params": job.params, "macs": job.macs, "feature_maps": stage_sizes(job.layers),
+        "downsampling_points": job.points,
         "train_time_s": trained.wall_seconds, "images_per_s": epochs * len(data.train[1]) / trained.train_seconds,
         "epochs": epochs, "seed": int(cfg.seed),
         "model": {"arch": cfg.model.arch, "downsample": OmegaConf.to_container(cfg.model.downsample, resolve=True),

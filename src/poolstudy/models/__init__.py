@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -10,16 +11,24 @@ from poolstudy.errors import PoolStudyError
 from poolstudy.models.allcnn import AllCNNC
 from poolstudy.models.downsample import DOWNSAMPLERS, Downsample, create_downsample, register_downsample
 from poolstudy.models.lenet import LeNet
+from poolstudy.models.resnet import resnet
+from poolstudy.models.torchvision_models import torchvision_model
+from poolstudy.models.vgg import vgg
 
-#: ``model.arch`` -> its class: ``lenet`` (the seed's LeNet), ``allcnn_c`` (Springenberg et al. 2015, Model C).
-ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet": LeNet, "allcnn_c": AllCNNC}
+#: ``model.arch`` -> a callable (in_channels, num_classes, downsample, **model keys) -> nn.Module.
+#: ``lenet`` (the seed's LeNet) and ``allcnn_c`` (Springenberg et al. 2015, Model C) build their points
+#: from the registry; ``resnet``, ``vgg`` and ``torchvision`` rebuild a published network's points by
+#: downsampling surgery (poolstudy.models.surgery).
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "lenet": LeNet, "allcnn_c": AllCNNC, "resnet": resnet, "vgg": vgg, "torchvision": torchvision_model,
+}
 
 
 def create_model(arch: str, **kwargs: Any) -> nn.Module:
     """Build architecture ``arch`` (a key of :data:`ARCHITECTURES`) with the given keyword arguments.
 
     Args:
-        arch: ``model.arch``, e.g. ``"lenet"`` or ``"allcnn_c"``.
+        arch: ``model.arch``: ``"lenet"``, ``"allcnn_c"``, ``"resnet"``, ``"vgg"`` or ``"torchvision"``.
         **kwargs: the rest of the ``model`` config node: ``in_channels``, ``num_classes``, ``downsample``
             (the operator's settings, see :func:`poolstudy.models.downsample.create_downsample`) and the
             architecture's own keys.

@@ -4,6 +4,11 @@ A convolution stage is ``conv -> [norm] -> activation -> [downsampling layers] -
 An operator downsamples either through the preceding convolution (its stride and kernel,
 as in the seed's ``strided`` variant) or through layers after the activation (a pooling
 layer), or both. Adding an operator is one ``@register_downsample`` class.
+
+Networks built elsewhere (``arch=resnet``, ``vgg``, ``torchvision``) get the same operators through
+downsampling surgery (:mod:`poolstudy.models.surgery`): ``at_points`` says which of its rules an
+operator follows there ("layers": its layers do the downsampling; "conv": a strided convolution does;
+"none": nothing does; "published": every point stays as the network was built).
 """
 
 from __future__ import annotations
@@ -58,6 +63,10 @@ class Downsample:
     name: ClassVar[str]
     #: extra keys an operator accepts besides type/kernel_size/stride/padding
     options: ClassVar[tuple[str, ...]] = ()
+    #: what the operator does at a downsampling point of a surgery architecture (see the module doc)
+    at_points: ClassVar[str] = "layers"
+    #: whether its window (kernel_size) is what subsamples, so it must cover the stride
+    window_subsamples: ClassVar[bool] = True
 
     def __init__(self, kernel_size: int = 2, stride: int = 2, padding: int | None = None, **options: Any):
         self.kernel_size = _positive_int("kernel_size", kernel_size)
@@ -129,6 +138,7 @@ class Strided(Downsample):
     kernel_size // 2 so that the output size matches a stride-s pool's."""
 
     name = "strided"
+    at_points = "conv"
 
     def conv_geometry(self, kernel_size: int, padding: int) -> tuple[int, int, int]:
         pad = self.kernel_size // 2 if self.padding is None else self.padding
@@ -177,6 +187,7 @@ class FracMaxPool(Downsample):
     """
 
     name = "fracmaxpool"
+    window_subsamples = False  # its regions tile the whole input whatever the kernel
 
     def __init__(self, kernel_size: int = 3, stride: float = 2, padding: int | None = None, **options: Any):
         if isinstance(stride, bool) or not isinstance(stride, (int, float)) or not math.isfinite(stride) or stride <= 1:
@@ -223,6 +234,7 @@ class _Blurred(Downsample):
     """Anti-aliased downsampling (Zhang 2019): a fixed binomial blur does the subsampling."""
 
     options = ("filter_size",)
+    window_subsamples = False  # the blur subsamples
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -263,6 +275,7 @@ class NoDownsampling(Downsample):
     """No downsampling anywhere: every map keeps its input size. Shows what downsampling buys."""
 
     name = "none"
+    at_points = "none"
 
     def __init__(self, kernel_size: int = 1, stride: int = 1, padding: int | None = None, **options: Any):
         super().__init__(kernel_size, stride, padding, **options)
@@ -272,6 +285,38 @@ class NoDownsampling(Downsample):
                     f"model.downsample.{key} = {getattr(self, key)} is not valid for type 'none', which "
                     f"never downsamples: it must be 1 (as conf/model/none.yaml sets)."
                 )
+
+    def describe(self) -> str:
+        return self.name
+
+
+@register_downsample
+class Published(Downsample):
+    """Every downsampling point exactly as the network was published (torchvision's builder, the
+    paper's CIFAR ResNet or VGG): the baseline each operator is compared with in those
+    architectures. It has no window of its own: ``kernel_size`` and ``stride`` must be null.
+    LeNet and All-CNN-C are built from the registry and have no such fixed design to keep."""
+
+    name = "published"
+    at_points = "published"
+
+    def __init__(self, kernel_size: int | None = None, stride: int | None = None, padding: int | None = None,
+                 **options: Any):
+        for key, value in (("kernel_size", kernel_size), ("stride", stride), ("padding", padding)):
+            if value is not None:
+                raise PoolStudyError(
+                    f"model.downsample.{key} = {value!r} is not valid for type 'published', which keeps every "
+                    f"point's own window: it must be null (as conf/model/published.yaml sets)."
+                )
+        super().__init__(**options)
+        self.kernel_size = self.stride = None
+
+    def conv_geometry(self, kernel_size: int, padding: int) -> tuple[int, int, int]:
+        raise PoolStudyError(
+            "model=published keeps the downsampling of a network built elsewhere (arch=resnet, vgg or "
+            "torchvision); this architecture builds its downsampling from model.downsample itself. Its "
+            "original design is model=maxpool (LeNet: the seed's model; All-CNN-C: Model C)."
+        )
 
     def describe(self) -> str:
         return self.name

@@ -16,7 +16,9 @@ class BinomialBlur(nn.Module):
     Padding follows the paper's reference implementation (antialiased-cnns): reflect padding
     of (filter_size - 1) // 2 before and filter_size // 2 after, so that a stride-s blur after a
     stride-1 max-pool gives the same output size as the plain stride-s pool. kornia's
-    MaxBlurPool2D pads symmetrically with zeros instead, which changes both.
+    MaxBlurPool2D pads symmetrically with zeros instead, which changes both. A map too small to
+    reflect (a side of at most filter_size // 2, e.g. a CIFAR VGG's last 2x2 or 1x1 map) is padded
+    by replicating its edge instead, where reflect padding would raise an error.
     """
 
     def __init__(self, channels: int, filter_size: int = 4, stride: int = 2):
@@ -33,7 +35,8 @@ class BinomialBlur(nn.Module):
         """Blur each channel of ``(N, C, H, W)`` and subsample by ``stride``: ``(N, C, ceil(H / stride), ...)``."""
         before, after = self.padding
         if before or after:
-            x = F.pad(x, (before, after, before, after), mode="reflect")
+            mode = "reflect" if min(x.shape[-2:]) > after else "replicate"
+            x = F.pad(x, (before, after, before, after), mode=mode)
         return F.conv2d(x, self.kernel, stride=self.stride, groups=x.shape[1])
 
     def extra_repr(self) -> str:

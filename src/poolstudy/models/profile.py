@@ -37,6 +37,9 @@ def trace_shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> list[La
     current: dict[str, object] = {}
     hooks = []
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    # networks rebuilt by downsampling surgery keep each point's stride: no smaller window to suggest
+    advice = ("Use a dataset with larger images, or another model= operator." if hasattr(model, "downsampling_points")
+              else "Choose a smaller model.downsample.kernel_size / stride, more padding, or a dataset with larger images.")
 
     for name, module in leaves:
         def pre(mod, args, name=name):
@@ -46,7 +49,7 @@ def trace_shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> list[La
             shape = tuple(out.shape[1:])
             rows.append(LayerRow(name, type(mod).__name__, shape, sum(p.numel() for p in mod.parameters())))
             if out.dim() == 4 and min(shape[1:]) < 1:
-                _raise_invalid(name, mod, current["shape"], "its output would be empty")
+                _raise_invalid(name, mod, current["shape"], "its output would be empty", advice)
 
         hooks.append(module.register_forward_pre_hook(pre))
         hooks.append(module.register_forward_hook(post))
@@ -60,7 +63,7 @@ def trace_shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> list[La
     except RuntimeError as exc:
         if "name" not in current:
             raise
-        _raise_invalid(current["name"], current["module"], current["shape"], str(exc).splitlines()[0])
+        _raise_invalid(current["name"], current["module"], current["shape"], str(exc).splitlines()[0], advice)
     finally:
         for h in hooks:
             h.remove()
@@ -68,11 +71,10 @@ def trace_shapes(model: nn.Module, input_shape: tuple[int, int, int]) -> list[La
     return rows
 
 
-def _raise_invalid(name, module, in_shape, reason) -> None:
+def _raise_invalid(name, module, in_shape, reason, advice) -> None:
     raise InvalidModelError(
         f"The model cannot run on this input size: layer '{name}' ({type(module).__name__}: {_geometry(module)}) "
-        f"gets a {'x'.join(map(str, in_shape))} input (channels x H x W): {reason}. Choose a smaller "
-        f"model.downsample.kernel_size / stride, more padding, or a dataset with larger images."
+        f"gets a {'x'.join(map(str, in_shape))} input (channels x H x W): {reason}. {advice}"
     )
 
 

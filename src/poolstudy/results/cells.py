@@ -16,6 +16,9 @@ from poolstudy.errors import PoolStudyError
 TUNING = "tuning"
 DEFAULT_VARIANT_KEYS = ("model.arch", "model.downsample.type", "model.downsample.kernel_size",
                         "model.downsample.stride")
+# Which network of an architecture family (arch=torchvision model.name=..., arch=resnet model.depth=...):
+# variant keys after model.arch wherever some job has them; a job without one shows nothing for it.
+ARCH_VARIANT_KEYS = ("model.name", "model.depth")
 DEFAULT_PANEL_KEY = "dataset.name"
 ALIASES = {
     "dataset": "dataset.name",
@@ -30,7 +33,11 @@ ALIASES = {
 }
 # How a key's value reads inside a variant label ("maxpool k2 s2").
 _LABEL_PREFIX = {"model.downsample.kernel_size": "k", "model.downsample.stride": "s",
-                 "model.downsample.padding": "p", "model.downsample.type": "", "model.arch": ""}
+                 "model.downsample.padding": "p", "model.downsample.type": "", "model.arch": "",
+                 "model.name": "", "model.depth": "depth="}
+# keys whose missing (or, for the window, null: model=published) value adds nothing to a label
+_SILENT_WHEN_ABSENT = {"model.name": (MISSING,), "model.depth": (MISSING,),
+                       "model.downsample.kernel_size": (None,), "model.downsample.stride": (None,)}
 
 
 def canonical_key(key: str) -> str:
@@ -111,6 +118,8 @@ class Grouping:
             if key == TUNING:
                 if value == "tuned":
                     parts.append("(tuned)")
+            elif any(value is absent for absent in _SILENT_WHEN_ABSENT.get(key, ())):
+                continue
             elif key in _LABEL_PREFIX:
                 parts.append(f"{_LABEL_PREFIX[key]}{show_value(value)}")
             else:
@@ -140,6 +149,7 @@ def make_grouping(jobs: list[Job], by: list[str] | None, panel: str | None) -> t
     panel_key = canonical_key(panel) if panel else DEFAULT_PANEL_KEY
     if by is None:
         keys = list(DEFAULT_VARIANT_KEYS)
+        keys[1:1] = [key for key in ARCH_VARIANT_KEYS if _known(members, key)]
         if any(job.hpo_role == "final" for job in members):
             keys.append(TUNING)
         keys.append(panel_key)

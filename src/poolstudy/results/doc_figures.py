@@ -76,11 +76,25 @@ def _spread(figures: dict[str, float]) -> str:
     return f"{figures['median']:.0f} ±{half:.0f} %"
 
 
+def _median(rates: dict[str, Any], key: str) -> str:
+    """A peer's median images/s, or '—' where the run did not measure it (``--workers 0``)."""
+    return f"{rates[key]['median']:.0f}" if key in rates else "—"
+
+
+def _model(case: dict[str, Any]) -> str:
+    arch = case.get("arch", "lenet")
+    return case["model"] if arch == "lenet" else f"{arch} {case['model']}"
+
+
+CLOCKS = {"cpu": "Images/s of this process's CPU time (`--clock cpu`, one thread)", "wall": "Images/s"}
+
+
 def bench_loop(paths: list[str]) -> str:
     (path,) = _one(paths, "bench-loop")
     data = _load(path)
     cases = _need(data, "cases", path, "python -m benchmarks.bench --json")
-    lines = [f"Measured {_machine(data.get('machine', {}))}. Images/s: medians (± half the range over the "
+    clock = CLOCKS.get(data.get("clock", "wall"), "Images/s")
+    lines = [f"Measured {_machine(data.get('machine', {}))}. {clock}: medians (± half the range over the "
              "repetitions for the project and the limit); ratios: medians of the per-repetition ratios, min–max in "
              "brackets.", "",
              "| data | model | batch | reps × steps | peer w0 | peer w2 | peer w0, project settings | project | limit "
@@ -90,8 +104,8 @@ def bench_loop(paths: list[str]) -> str:
         rates, ratios = case["images_per_s"], case["ratios"]
         share = ratios["data_path_share"]
         lines.append(
-            f"| {case['data']} | {case['model']} | {case['batch_size']} | {case['reps']} × {case['steps']} "
-            f"| {rates['peer_w0']['median']:.0f} | {rates['peer_w2']['median']:.0f} "
+            f"| {case['data']} | {_model(case)} | {case['batch_size']} | {case['reps']} × {case['steps']} "
+            f"| {_median(rates, 'peer_w0')} | {_median(rates, 'peer_w2')} "
             f"| {rates['peer_w0_same_settings']['median']:.0f} | {_spread(rates['project'])} "
             f"| {_spread(rates['limit'])} | **{_range(ratios['vs_peer'])}** "
             f"| {_range(ratios['vs_peer_same_settings'])} | {_range(ratios['vs_limit'])} "
@@ -119,7 +133,7 @@ def bench_options(paths: list[str]) -> str:
             option = row["options"][name]
             first = f"; first epoch {option['first_epoch_s']:.1f} s" if name == "compile" else ""
             cells.append(f"{option['median']:.0f} ({option['speedup_vs_base']:.2f}×{first})")
-        lines.append(f"| {row['data']} | {row['model']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row['data']} | {_model(row)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

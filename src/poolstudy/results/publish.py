@@ -61,6 +61,11 @@ BEGIN = "<!-- poolstudy.collect "
 END = "<!-- /poolstudy.collect -->"
 BLOCK = re.compile(r"^<!-- poolstudy\.(?P<kind>collect|bn_shift|figures) (?P<args>.*?) -->\n(?P<body>.*?)"
                    r"^<!-- /poolstudy\.(?P=kind) -->$", re.MULTILINE | re.DOTALL)
+# A table made by a repository tool outside the installed package (``python -m tools.NAME ARGS``, e.g. the
+# operator table in docs/architectures.md): publish cannot run the tool, a test compares the block with the
+# tool's output; for the prose check it is a generated table like the others.
+TOOL_BLOCK = re.compile(r"^<!-- tools\.(?P<tool>\w+) (?P<args>.*?) -->\n(?P<body>.*?)^<!-- /tools\.(?P=tool) -->$",
+                        re.MULTILINE | re.DOTALL)
 # The whole body of a collect block whose record folders do not exist yet.
 PENDING = ("*Pending: {missing} {verb} not exist yet, so this block has no tables. Once the study's records are "
            "there (`python sweeps/make_results.py` archives them to `docs/studies/`), `python -m poolstudy.publish "
@@ -258,8 +263,9 @@ def _publish(report: Path, check: bool, prose_only_ok: bool = False, shown: str 
     shown = shown or str(report)
     text = report.read_text()
     blocks = find_blocks(text, report)
+    tool_tables = [prose_check.Span(m.start(), m.end(), m["body"]) for m in TOOL_BLOCK.finditer(text)]
     if not blocks and prose_only_ok:
-        problems = prose_check.check(text, [], name=shown)
+        problems = prose_check.check(text, tool_tables, name=shown)
         _print_prose(shown, problems)
         return 1 if problems else 0
     if not blocks:
@@ -276,8 +282,8 @@ def _publish(report: Path, check: bool, prose_only_ok: bool = False, shown: str 
     pending = sum(body.startswith(PENDING.split("{", 1)[0]) for body in fresh)
     pending_text = f"; {pending} pending (record folders not there yet)" if pending else ""
     # The prose (as in the file, so that line numbers match it) against the tables as the records give them now.
-    problems = prose_check.check(text, [prose_check.Span(b.outer_start, b.outer_end, body)
-                                        for b, body in zip(blocks, fresh)], name=shown)
+    problems = prose_check.check(text, [*tool_tables, *(prose_check.Span(b.outer_start, b.outer_end, body)
+                                                        for b, body in zip(blocks, fresh))], name=shown)
     if check:
         for block, body in stale:
             diff = difflib.unified_diff(block.body.splitlines(), body.splitlines(), "in the report",

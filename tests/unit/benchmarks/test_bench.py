@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from helpers import SHARED_DATA, require_real
 from benchmarks import bench, common, sweeps
@@ -174,3 +175,44 @@ def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
     assert kept["keep_freed_memory"] and not system["keep_freed_memory"]
     for job in (kept, system):
         assert job["epoch_time_s"] > 0 and job["page_faults"] > 0 and job["wall_s"] > job["epoch_time_s"]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_bench_cases_for_other_architectures(tmp_path, cache_dir):
+    require_real("MNIST")
+    out = tmp_path / "bench.json"
+    code = bench.main(["--arch", "resnet", "vgg", "--data", "mnist", "--models", "strided", "--batch-sizes", "8",
+                       "--steps", "1", "--reps", "1", "--workers", "0", "--data-dir", str(SHARED_DATA), "--cache-dir",
+                       str(cache_dir), "--json", str(out)])
+    assert code == 0
+    cases = json.loads(out.read_text())["cases"]
+    assert [(c["arch"], c["model"]) for c in cases] == [("resnet", "strided"), ("vgg", "strided")]
+    assert all(c["images_per_s"]["project"]["min"] > 0 and c["ratio_vs_limit"] > 0 for c in cases)
+    cfg = common.job_config("published", "cifar10", "vgg")
+    assert (cfg.model.arch, cfg.model.depth, cfg.model.downsample.type) == ("vgg", 11, "published")
+
+
+def test_cpu_clock_needs_one_thread_and_no_workers(capsys):
+    for args in (["--clock", "cpu"], ["--clock", "cpu", "--threads", "1"], ["--clock", "cpu", "--workers", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(args)
+        assert exc.value.code == 2
+        assert "--clock cpu needs --threads 1 --workers 0" in capsys.readouterr().err
+
+
+def test_cpu_clock_counts_this_process_cpu_time_not_the_wall(monkeypatch):
+    """--clock cpu times each run by time.process_time: a run that sleeps (waits, as when another process has
+    the core) costs no CPU time, so its rate stays that of the work it did."""
+    import time
+
+    assert common.CLOCKS == {"wall": time.perf_counter, "cpu": time.process_time}
+
+    def waits() -> int:
+        sum(range(1000))  # a little CPU time, so that the CPU clock's interval is never 0
+        time.sleep(0.05)
+        return 1
+
+    wall, _ = common.interleaved({"w": waits}, 2, torch.device("cpu"), warm_up=False)
+    cpu, _ = common.interleaved({"w": waits}, 2, torch.device("cpu"), warm_up=False, clock=time.process_time)
+    assert all(rate < 25 for rate in wall["w"]) and all(rate > 100 for rate in cpu["w"])

@@ -227,3 +227,23 @@ def test_the_recipe_works_with_every_sampler_seeded_and_without_warnings(loader,
         assert type(factory(7)).__name__ == target
         assert first_draw(7) == first_draw(7)
         assert len({first_draw(seed) for seed in range(1, 6)}) > 1
+
+
+@pytest.mark.parametrize("model, cell, expected", [
+    ({"arch": "resnet", "depth": 20}, ["model=maxpool"], "resnet-20-maxpool-cifar10"),
+    ({"arch": "torchvision", "name": "resnet18"}, ["model.name=resnet18", "model=blurpool"],
+     "torchvision-resnet18-blurpool-cifar10"),
+    ({"arch": "lenet", "dropout": 0.4}, ["model=maxpool"], "lenet-maxpool-cifar10"),
+])
+def test_hpo_study_names_name_the_network(model, cell, expected):
+    """arch=resnet model.depth / arch=torchvision model.name are part of a study's name (said once)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from poolstudy.hpo.sweeper import FairOptunaSweeperImpl
+
+    operator = next(c.split("=")[1] for c in cell if c.startswith("model="))
+    cfg = OmegaConf.create({"model": {**model, "downsample": {"type": operator}}, "dataset": {"name": "cifar10"}})
+    fake = SimpleNamespace(swept_keys={c.split("=")[0] for c in cell}, study_prefix="")
+    assert FairOptunaSweeperImpl._study_name(fake, cell, cfg) == expected

@@ -6,8 +6,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from helpers import CONF_DIR, compose
+from poolstudy.errors import InvalidModelError, PoolStudyError
 from poolstudy.jobs.config_checks import check_config
-from poolstudy.errors import PoolStudyError
+from poolstudy.models.profile import trace_shapes
 from poolstudy.training.schedule import build_scheduler
 
 
@@ -22,7 +23,19 @@ def test_groups_exist():
     assert {"none", "cosine", "step", "onecycle"} <= set(options("scheduler"))
 
 
-@pytest.mark.parametrize("arch,model,dataset", list(itertools.product(options("arch"), options("model"), options("dataset"))))
+SMALL_ARCHS = ("lenet", "allcnn_c")  # built from the registry; the others by surgery on a published network
+SURGERY_ARCHS = [a for a in options("arch") if a not in SMALL_ARCHS]
+COMBINATIONS = [
+    *itertools.product(SMALL_ARCHS, [m for m in options("model") if m != "published"], options("dataset")),
+    # the published networks: every operator on CIFAR-10 (tests/unit/models/test_architectures.py covers the
+    # builders, other sizes and the rule)
+    *itertools.product(SURGERY_ARCHS, options("model"), ["cifar10"]),
+]
+# VGG's fifth pooling point gets a 2x2 map from a 32x32 image, less than fractional max-pooling's 3x3 window
+TOO_SMALL = {("vgg", "fracmaxpool", "cifar10")}
+
+
+@pytest.mark.parametrize("arch,model,dataset", COMBINATIONS)
 def test_every_model_dataset_combination_composes_and_builds(arch, model, dataset):
     extra = ["dataset.root=/x"] if dataset == "imagefolder" else []
     cfg = compose([f"arch={arch}", f"model={model}", f"dataset={dataset}", *extra])
@@ -33,7 +46,30 @@ def test_every_model_dataset_combination_composes_and_builds(arch, model, datase
     first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == channels
     size = cfg.dataset.image_size or 32
+    if (arch, model, dataset) in TOO_SMALL:  # the job's shape check refuses it, naming the layer
+        with pytest.raises(InvalidModelError, match="The model cannot run on this input size: layer 'features"):
+            trace_shapes(net, (channels, size, size))
+        return
     assert net.eval()(torch.zeros(1, channels, size, size)).shape == (1, cfg.dataset.num_classes or 10)
+
+
+def test_a_network_too_deep_for_the_images_is_refused_by_the_jobs_shape_check():
+    """VGG's five 2x2 pools take a 28x28 MNIST image to 0x0: the job's shape trace names the layer."""
+    cfg = compose(["arch=vgg", "model=avgpool", "dataset=mnist"])
+    net = instantiate(cfg.model, _convert_="all", in_channels=1, num_classes=10)
+    with pytest.raises(InvalidModelError) as refused:
+        trace_shapes(net, (1, 28, 28))
+    assert str(refused.value).startswith("The model cannot run on this input size: layer 'features.28' (AvgPool2d")
+
+
+@pytest.mark.parametrize("arch", SMALL_ARCHS)
+def test_published_is_refused_for_the_registry_built_architectures(arch):
+    cfg = compose([f"arch={arch}", "model=published"])
+    check_config(cfg)
+    with pytest.raises(Exception) as refused:  # noqa: PT011 - the error, wrapped by Hydra's instantiate
+        instantiate(cfg.model, _convert_="all", in_channels=1, num_classes=10)
+    assert "model=published keeps the downsampling of a network built elsewhere" in str(refused.value)
+    assert "Its original design is model=maxpool" in str(refused.value)
 
 
 @pytest.mark.parametrize("optimizer,scheduler", list(itertools.product(options("optimizer"), options("scheduler"))))

@@ -102,8 +102,9 @@ def test_impossible_shape_is_reported_before_training():
 
 
 def test_create_model_errors_name_the_key():
-    with pytest.raises(PoolStudyError, match="model.arch = 'resnet'"):
-        create_model("resnet", in_channels=1, num_classes=10, downsample=SEED_MAXPOOL)
+    with pytest.raises(PoolStudyError, match="model.arch = 'bogus' is not a known architecture; valid choices are: "
+                                             "allcnn_c, lenet, resnet, torchvision, vgg"):
+        create_model("bogus", in_channels=1, num_classes=10, downsample=SEED_MAXPOOL)
     with pytest.raises(PoolStudyError, match="does not fit architecture 'lenet'"):
         create_model("lenet", in_channels=1, num_classes=10, downsample=SEED_MAXPOOL, depth=3)
 

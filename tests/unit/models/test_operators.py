@@ -16,6 +16,9 @@ from poolstudy.models.layers import BinomialBlur
 from poolstudy.models.profile import count_params, stage_sizes, trace_shapes
 
 WINDOWED = ["maxpool", "avgpool", "lppool", "fracmaxpool", "strided", "conv", "convpool", "blurpool", "blurstrided"]
+# the operators LeNet and All-CNN-C build from (published keeps a network built elsewhere:
+# tests/unit/models/test_architectures.py)
+BUILT_IN = [name for name, cls in DOWNSAMPLERS.items() if cls.at_points != "published"]
 EXTRA_CONV = {"conv", "convpool"}
 
 
@@ -41,7 +44,7 @@ def model_c_params(width: float = 1.0, in_channels: int = 3, classes: int = 10) 
 # --- the registry and its configs -------------------------------------------------------------
 
 def test_every_operator_has_a_config_file_of_its_name():
-    assert set(WINDOWED) | {"none"} == set(DOWNSAMPLERS)
+    assert set(WINDOWED) | {"none", "published"} == set(DOWNSAMPLERS)
     for name in DOWNSAMPLERS:
         assert conf_downsample(name)["type"] == name
         create_downsample(conf_downsample(name))  # the shipped values are valid
@@ -49,7 +52,7 @@ def test_every_operator_has_a_config_file_of_its_name():
 
 # --- parameter counts ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(DOWNSAMPLERS))
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_lenet_params_per_operator(name, in_channels):
     ds = conf_downsample(name)
@@ -58,7 +61,7 @@ def test_lenet_params_per_operator(name, in_channels):
         lenet_params(in_channels) + extra
 
 
-@pytest.mark.parametrize("name", sorted(DOWNSAMPLERS))
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
 @pytest.mark.parametrize("width", [1.0, 0.25])
 def test_allcnn_c_params_per_operator(name, width):
     ds = conf_downsample(name) if name == "none" else {**conf_downsample(name), **MODEL_C_WINDOW}
@@ -147,7 +150,7 @@ def expected_size(name: str, n: int, k: int, s: int) -> int:
 SIZE_CASES = [(k, s) for k in (2, 3, 5) for s in (1, 2, 3)]
 
 
-@pytest.mark.parametrize("name", sorted(DOWNSAMPLERS))
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
 @pytest.mark.parametrize("n", [28, 32])
 def test_stage_output_sizes(name, n):
     checked = 0
@@ -163,7 +166,7 @@ def test_stage_output_sizes(name, n):
     assert checked >= 1
 
 
-@pytest.mark.parametrize("name", sorted(DOWNSAMPLERS))
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
 def test_whole_networks_at_mnist_and_cifar_size(name):
     lenet_ds = conf_downsample(name)
     for channels, n in [(1, 28), (3, 32)]:
@@ -187,11 +190,12 @@ def test_kernel_too_large_for_lenet_names_layer_input_and_geometry():
         trace_shapes(model, (1, 28, 28))
 
 
-def test_blur_on_a_too_small_map_is_reported_not_a_traceback():
+def test_blur_on_a_map_too_small_to_reflect_replicates_and_the_layer_that_cannot_run_is_named():
     model = create_model("lenet", in_channels=1, num_classes=10,
                          downsample={"type": "blurpool", "kernel_size": 2, "stride": 3, "filter_size": 7})
-    with pytest.raises(InvalidModelError, match=r"layer 'conv2\.4' \(BinomialBlur: kernel_size=7, stride=3, "
-                                                r"padding=\(3, 3\)\) gets a 16x2x2 input"):
+    blur = model.conv2[4]
+    assert isinstance(blur, BinomialBlur) and blur(torch.ones(1, 16, 2, 2)).shape == (1, 16, 1, 1)  # 2x2: replicated
+    with pytest.raises(InvalidModelError, match=r"layer 'conv3\.0' \(Conv2d: kernel_size=\(5, 5\).* gets a 16x1x1 input"):
         trace_shapes(model, (1, 8, 8))
 
 
@@ -253,10 +257,10 @@ def test_arch_and_operator_compose_orthogonally():
 def test_table_lists_every_operator_and_architecture(monkeypatch):
     from tools import operator_table as table
 
-    assert [v[0] for v in table.VARIANTS] == ["lenet", "allcnn_c", "allcnn_c"]
+    assert [v[0] for v in table.VARIANTS] == ["lenet", "allcnn_c", "allcnn_c", "resnet", "vgg"]
     monkeypatch.setattr(table, "VARIANTS", (("lenet", {}),))  # All-CNN-C at full width is slow to trace
     rows = [line.strip("| ").split(" | ") for line in table.markdown_table(CONF_DIR).splitlines()[2:]]
-    assert [(r[0], r[1]) for r in rows] == [("lenet", op) for op in DOWNSAMPLERS]
+    assert [(r[0], r[1]) for r in rows] == [("lenet", op) for op in BUILT_IN]
     cells = {r[1]: r for r in rows}
     assert cells["maxpool"][3] == f"{lenet_params(1):,}" and cells["maxpool"][5] == f"{lenet_params(3):,}"
     assert cells["strided"][4] == "580,200"  # the seed's strided LeNet on MNIST (derived in test_models)
@@ -265,3 +269,4 @@ def test_table_lists_every_operator_and_architecture(monkeypatch):
     params, _ = table.measure("allcnn_c", conv_c, (3, 32, 32), width=0.25)
     assert params == model_c_params(0.25) + conv_params(24, 24, 3) + conv_params(48, 48, 3)
     assert table.measure("lenet", {"type": "maxpool", "kernel_size": 5, "stride": 2}, (1, 28, 28)) is None
+

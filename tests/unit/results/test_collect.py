@@ -456,3 +456,33 @@ def test_real_small_multirun_end_to_end(run_train, tmp_path, capsys):
         strided = [m["shift_consistency"] for m in probed if m["model"]["downsample"]["type"] == "strided"]
         assert cells[("mnist", "strided")]["shift_consistency"]["mean"] == pytest.approx(np.mean(strided))
         assert (out / "accuracy_vs_shift.png").is_file() and "shift consistency %" in stdout
+
+
+def test_collector_cells_name_the_architecture_depth_and_torchvision_model(tmp_path, capsys):
+    """arch=resnet/torchvision jobs: the network (model.name, model.depth) is a variant key after model.arch
+    wherever a job has one; LeNet alone keeps its labels."""
+    published = {"type": "published", "kernel_size": None, "stride": None, "padding": None}
+    jobs = [("maxpool", {}), ("maxpool", {"model.arch": "resnet", "model.depth": 20}),
+            ("maxpool", {"model.arch": "resnet", "model.depth": 56}),
+            ("maxpool", {"model.arch": "torchvision", "model.name": "resnet18"}),
+            ("maxpool", {"model.arch": "torchvision", "model.name": "resnet18", "model.downsample": published})]
+    number = 0
+    for operator, config in jobs:
+        for seed in range(2):
+            write_job(tmp_path / "sweep" / str(number), operator, "cifar10", seed, 0.5 + 0.01 * number, config=config)
+            number += 1
+    code, _, _ = collect(tmp_path / "sweep", "--out", tmp_path / "out", "--no-plots", capsys=capsys)
+    assert code == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["grouping"]["row_keys"][:3] == ["model.arch", "model.name", "model.depth"]
+    assert sorted(c["variant"] for c in results["cells"]) == [
+        "lenet maxpool k2 s2", "resnet depth=20 maxpool k2 s2", "resnet depth=56 maxpool k2 s2",
+        "torchvision resnet18 maxpool k2 s2", "torchvision resnet18 published"]
+    assert [c["n_finished"] for c in results["cells"]] == [2] * 5  # each network's two seeds, none mixed in
+
+    # LeNet runs alone: no key for the network, the labels as before
+    code, _, _ = collect(tmp_path / "sweep" / "0", tmp_path / "sweep" / "1", "--out", tmp_path / "lenet", "--no-plots",
+                         capsys=capsys)
+    assert code == 0
+    results = json.loads((tmp_path / "lenet" / "results.json").read_text())
+    assert "model.name" not in results["grouping"]["row_keys"] and "model.depth" not in results["grouping"]["row_keys"]

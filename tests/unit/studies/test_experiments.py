@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from helpers import CONF_DIR, ROOT, load_script
@@ -20,7 +21,10 @@ from poolstudy.models.allcnn import MODEL_C_WINDOW
 from poolstudy.models.profile import stage_sizes, trace_shapes
 
 EXPERIMENTS = CONF_DIR / "experiment"
-STUDIES = ["seed_replication", "operator_zoo", "kernel_stride_grid", "allcnn_c_family", "dropout_fixes"]
+STUDIES = ["seed_replication", "operator_zoo", "kernel_stride_grid", "allcnn_c_family", "dropout_fixes",
+           "beyond_lenet_resnet", "beyond_lenet_vgg"]
+# the operators LeNet builds from (published keeps a network built elsewhere: resnet, vgg, torchvision)
+BUILT_IN = {name for name, cls in DOWNSAMPLERS.items() if cls.at_points != "published"}
 make_results = load_script(ROOT / "sweeps" / "make_results.py")
 
 
@@ -67,7 +71,7 @@ def test_seed_replication_jobs():
 
 def test_operator_zoo_covers_every_operator():
     jobs = study_jobs("operator_zoo")
-    assert {job_value(j, "model") for j in jobs} == set(DOWNSAMPLERS)
+    assert {job_value(j, "model") for j in jobs} == BUILT_IN
     assert {job_value(j, "dataset") for j in jobs} == {"mnist", "fashion_mnist", "cifar10"}
     assert {job_value(j, "seed") for j in jobs} == {"0", "1", "2"}
 
@@ -106,6 +110,24 @@ def test_allcnn_c_family_is_the_paper_family_at_the_model_c_window():
         assert stage_sizes(trace_shapes(model, (3, 32, 32)))["conv3"] == [48, 6, 6]
 
 
+@pytest.mark.parametrize("arch, published", [("resnet", "strided"), ("vgg", "maxpool")])
+def test_beyond_lenet_studies_are_resnet20_and_vgg11_on_cifar10(arch, published):
+    study = f"beyond_lenet_{arch}"
+    jobs = study_jobs(study)
+    assert {job_value(j, "model") for j in jobs} == {"maxpool", "strided", "avgpool", "blurpool"}
+    assert {job_value(j, "seed") for j in jobs} == {"0", "1", "2"}
+    cfg = compose_job([f"experiment={study}", *jobs[0]])
+    assert (cfg.model.arch, cfg.model.depth, cfg.dataset.name) == (arch, 20 if arch == "resnet" else 11, "cifar10")
+    assert (cfg.dataset.train_subset, cfg.dataset.test_subset, cfg.trainer.epochs) == (10000, None, 5)
+    # the operator the published network uses builds exactly the published network
+    nets = []
+    for name in (published, "published"):
+        torch.manual_seed(0)
+        nets.append(instantiate(compose_job([f"experiment={study}", f"model={name}"]).model, _convert_="all").eval())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(nets[0](x), nets[1](x))
+
+
 def _recorded_steps() -> list[tuple[str, int, str]]:
     steps = []
     for record in sorted((ROOT / "docs" / "studies").glob("*/study.json")):
@@ -129,6 +151,15 @@ def test_the_runners_configs_run_exactly_the_recorded_jobs(study, index, recorde
     assert new["varying"] == old["varying"]
     assert new["first"] == old["first"]
     assert new["sweeper"] == old["sweeper"]
+
+
+@pytest.mark.parametrize("study", ["beyond_lenet_resnet", "beyond_lenet_vgg"])
+def test_the_beyond_lenet_records_command_form_gives_the_runners_jobs(study):
+    """The Beyond LeNet studies were first run (for RESULTS.md section 7) as sweeps/<study>.yaml, before the studies
+    became configs: their study.json records this command. It must run exactly the jobs the runner's config runs."""
+    recorded = (f"python train.py -m +sweeps={study} hydra/launcher=local_parallel trainer.progress=false "
+                f"hydra.sweep.dir=outputs/results/{study}")
+    test_the_runners_configs_run_exactly_the_recorded_jobs(study, 0, recorded)
 
 
 def test_the_old_study_form_is_translated_with_a_note():

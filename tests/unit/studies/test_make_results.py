@@ -17,7 +17,7 @@ make_results = load_script(ROOT / "sweeps" / "make_results.py")
 EXPECTED_JOBS = {("seed_replication", 0): 30, ("seed_replication_tuned", 0): 30, ("seed_replication_tuned", 1): 6,
                  ("operator_zoo", 0): 48, ("operator_zoo", 1): 4, ("kernel_stride_grid", 0): 36,
                  ("allcnn_c_family", 0): 12, ("dropout_fixes", 0): 18, ("dropout_fixes", 1): 18,
-                 ("operator_zoo_cifar10", 0): 30}
+                 ("operator_zoo_cifar10", 0): 30, ("beyond_lenet_resnet", 0): 12, ("beyond_lenet_vgg", 0): 12}
 BUDGET = (10000, 3)  # dataset.train_subset, trainer.epochs of every tuned/untuned comparison
 
 
@@ -59,6 +59,9 @@ def test_every_step_expands_to_its_jobs_with_its_settings(study, index, monkeypa
         assert settings == (None, 5) and cfg["trainer"]["bn_recalibration"] is True
     if study == "allcnn_c_family":
         assert (cfg["model"]["arch"], cfg["model"]["width"], cfg["trainer"]["epochs"]) == ("allcnn_c", 0.25, 4)
+    if study.startswith("beyond_lenet"):
+        assert (cfg["model"]["arch"], cfg["dataset"]["name"], cfg["dataset"]["train_subset"],
+                cfg["trainer"]["epochs"]) == (study.rsplit("_", 1)[1], "cifar10", 10000, 5)
     if study == "dropout_fixes":
         expected = [(0.0, "before_bn"), (0.4, "after_bn")][index]  # (c) no dropout, (d) dropout after the BNs
         assert (cfg["model"]["dropout"], cfg["model"]["dropout_position"]) == expected
@@ -70,7 +73,8 @@ def test_every_step_expands_to_its_jobs_with_its_settings(study, index, monkeypa
         from poolstudy.models import DOWNSAMPLERS
 
         jobs = jobs_of(step_args(study, index))
-        assert {job_value(j, "model") for j in jobs} == set(DOWNSAMPLERS) and len(DOWNSAMPLERS) == 10
+        built_in = {name for name, cls in DOWNSAMPLERS.items() if cls.at_points != "published"}
+        assert {job_value(j, "model") for j in jobs} == built_in and len(built_in) == 10
         assert {job_value(j, "dataset") for j in jobs} == {"cifar10"}
         assert {job_value(j, "seed") for j in jobs} == {"0", "1", "2"}
 
@@ -107,3 +111,19 @@ def test_list_prints_every_command_without_running_anything():
                          capture_output=True, text=True, check=True).stdout
     assert "local_parallel" not in gpu and gpu.count("trainer.device=cuda") == len(lines)
     assert gpu.count("dataset.train_subset=null") == len(make_results.FULL_SCALE)
+
+
+def test_gpu_commands_of_beyond_lenet_are_the_full_budget(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    out = subprocess.run([sys.executable, str(ROOT / "sweeps" / "make_results.py"), "--list", "--gpu", "--only",
+                          "beyond_lenet_resnet", "beyond_lenet_vgg"], capture_output=True, text=True, check=True).stdout
+    lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert sorted(lines) == ["beyond_lenet_resnet", "beyond_lenet_vgg"]
+    for study, line in lines.items():
+        cfg = compose_job(train_args(line))
+        assert (cfg.dataset.train_subset, cfg.trainer.epochs, cfg.optimizer.lr, cfg.invariance.subset) == (
+            None, 182, 0.1, 2000), study
+        assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.weight_decay == 1e-4
+        assert cfg.scheduler.name == "cosine" and "trainer.device=cuda" in line
+        assert cfg.model.arch == study.rsplit("_", 1)[1] and "local_parallel" not in line
+    assert compose_job(train_args(lines["beyond_lenet_vgg"])).model.width == 1.0
