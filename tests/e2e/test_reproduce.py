@@ -408,7 +408,7 @@ def test_other_cpu_capability_differs_within_noise_and_is_named(tiny_record, cac
 
 @pytest.mark.realdata
 @pytest.mark.slow
-@pytest.mark.parametrize("code", ["current", "record"])
+@pytest.mark.parametrize("code", ["current", pytest.param("record", marks=pytest.mark.heavy)])
 def test_committed_record_differs_within_noise_on_another_cpu(code, cache_dir, tmp_path):
     """docs/studies/seed_replication/0 (5 epochs of MNIST, about a minute): its CPU was not recorded.
 

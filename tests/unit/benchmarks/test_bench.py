@@ -145,6 +145,7 @@ def test_whole_job_timing_reports_wall_and_rss(tmp_path, cache_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
     from poolstudy.jobs.shell import threads_per_job
 
@@ -179,6 +180,7 @@ def test_sweep_benchmark_reports_sane_overheads(tmp_path, cache_dir):
 
 @pytest.mark.realdata
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_bench_cases_for_other_architectures(tmp_path, cache_dir):
     require_real("MNIST")
     out = tmp_path / "bench.json"
