@@ -28,9 +28,6 @@ from helpers.slurmcluster import DEFAULT_TIME_MIN, MAX_TIME_MIN, PARTITION, Clus
 from poolstudy.errors import PoolStudyError
 from poolstudy.slurm.resources import check_request, derive_request, query_partition
 
-# One SLURM cluster per session, as big as this machine: under pytest-xdist its tests run on one worker
-# (--dist loadgroup), so that they do not queue behind each other's jobs.
-pytestmark = pytest.mark.xdist_group("slurm")
 
 # tiny jobs: synthetic shapes, no files, one epoch of 600 images
 QUICK = ["dataset=shapes", "dataset.train_subset=600", "trainer.epochs=1", "trainer.progress=false",
