@@ -24,6 +24,9 @@ The first word names the table, the rest are its sources, relative to the page's
     the finished jobs' ``metrics.json`` under FOLDER grouped by operator and dataset: median job time,
     training time and the invariance probes' share (seconds, from ``job_time_s``, ``train_time_s`` and
     ``invariance.time_s``).
+``test-times FILE``
+    ``python -m tools.junit_times``: the wall time of each test of one module from a pytest JUnit
+    report (seconds), slowest first, and their sum.
 
 A block's text is a pure function of its sources, so ``python -m poolstudy.publish PAGE --check``
 fails when a page's table was edited by hand or its sources changed after it was written.
@@ -234,6 +237,20 @@ def job_time(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def test_times(paths: list[str]) -> str:
+    """The wall time of each test of one module (``python -m tools.junit_times``), slowest first, and their sum."""
+    (path,) = _one(paths, "test-times")
+    data = _load(path)
+    cases = _need(data, "cases", path, "python -m tools.junit_times")
+    note = f" {data['note'][0].upper()}{data['note'][1:]}." if data.get("note") else ""
+    lines = [f"`{data.get('module', '?')}`, ran {data.get('date', '?')} on {data.get('machine', '?')}.{note}", "",
+             "| test | seconds | outcome |", "|---|---|---|"]
+    for case in sorted(cases, key=lambda c: -c["seconds"]):
+        lines.append(f"| `{case['test']}` | {case['seconds']:.1f} | {case['outcome']} |")
+    lines.append(f"| all {len(cases)} | {sum(c['seconds'] for c in cases):.1f} | |")
+    return "\n".join(lines)
+
+
 def _one(paths: list[str], name: str) -> list[str]:
     if len(paths) != 1:
         raise PoolStudyError(f"a '{name}' figures block takes one source file, got {len(paths)}: {' '.join(paths)}.")
@@ -242,7 +259,7 @@ def _one(paths: list[str], name: str) -> list[str]:
 
 RENDERERS: dict[str, Callable[[list[str]], str]] = {
     "bench-loop": bench_loop, "bench-options": bench_options, "bench-sweeps": bench_sweeps,
-    "studies": studies, "job-time": job_time}
+    "studies": studies, "job-time": job_time, "test-times": test_times}
 
 
 def render(words: list[str]) -> str:

@@ -46,3 +46,26 @@ def test_job_time_and_studies_read_the_committed_records():
 def test_a_bad_block_is_one_clear_error(words, message):
     with pytest.raises(PoolStudyError, match=re.escape(message)):
         doc_figures.render(words)
+
+
+def test_test_times_from_a_junit_report(tmp_path, capsys):
+    """tools.junit_times keeps one module's cases with their outcome; the block lists them slowest first."""
+    from tools import junit_times
+
+    report = tmp_path / "report.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.e2e.test_slurm" name="test_fast" time="1.25"/>'
+        '<testcase classname="tests.e2e.test_slurm" name="test_slow" time="40.04"><failure message="x"/></testcase>'
+        '<testcase classname="tests.e2e.test_other" name="test_elsewhere" time="99"/>'
+        '</testsuite></testsuites>')
+    out = tmp_path / "times.json"
+    assert junit_times.main([str(report), "--module", "tests.e2e.test_slurm", "--out", str(out), "--note", "quiet"]) == 0
+    record = json.loads(out.read_text())
+    assert record["cases"] == [{"test": "test_fast", "seconds": 1.25, "outcome": "passed"},
+                               {"test": "test_slow", "seconds": 40.04, "outcome": "failed"}]
+    table = doc_figures.render(["test-times", str(out)]).splitlines()
+    assert table[0].endswith(". Quiet.")
+    assert table[4:] == ["| `test_slow` | 40.0 | failed |", "| `test_fast` | 1.2 | passed |", "| all 2 | 41.3 | |"]
+    assert junit_times.main([str(report), "--module", "tests.nowhere", "--out", str(out)]) == 2
+    assert "holds no test of module 'tests.nowhere'" in capsys.readouterr().err
