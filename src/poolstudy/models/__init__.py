@@ -15,7 +15,7 @@ from poolstudy.models.resnet import resnet
 from poolstudy.models.torchvision_models import torchvision_model
 from poolstudy.models.vgg import vgg
 
-#: ``model.arch`` -> a callable (in_channels, num_classes, downsample, **model keys) -> nn.Module.
+#: ``model.arch`` -> a callable ``(in_channels, num_classes, downsample, **model_keys) -> nn.Module``.
 #: ``lenet`` (the seed's LeNet) and ``allcnn_c`` (Springenberg et al. 2015, Model C) build their points
 #: from the registry; ``resnet``, ``vgg`` and ``torchvision`` rebuild a published network's points by
 #: downsampling surgery (poolstudy.models.surgery).

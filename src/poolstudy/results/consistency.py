@@ -55,9 +55,11 @@ def _values(jobs: list[Job], key: str) -> list[Any]:
 
 
 def _within_cells(cells: list[Cell], ignored: _Ignore) -> list[str]:
+    """Only the finished jobs make a cell's mean: an invalid or failed job of other settings (listed under
+    'not finished') mixes nothing."""
     flags = []
     for cell in cells:
-        jobs = [job for job in cell.jobs if job.config]
+        jobs = [job for job in cell.complete if job.config]
         for key in _keys(jobs, ignored):
             counts = Counter(_values(jobs, key))
             if len(counts) > 1:

@@ -258,6 +258,13 @@ def documentation_pages(root: Path) -> list[Path]:
     return [p for p in pages if p.is_file() and p.relative_to(root).as_posix() not in GENERATED_PAGES]
 
 
+def _rewrite_args(shown: str) -> str:
+    """The publish arguments that rewrite the page ``shown``: RESULTS.md (or any report) by name, README.md
+    and docs/ pages with --docs."""
+    page = Path(shown)
+    return "--docs" if page.name == "README.md" or page.parent.name == "docs" else shown
+
+
 def _publish(report: Path, check: bool, prose_only_ok: bool = False, shown: str | None = None) -> int:
     """``report``: the file's name in the current folder (its own); ``shown``: the path messages name."""
     shown = shown or str(report)
@@ -292,7 +299,8 @@ def _publish(report: Path, check: bool, prose_only_ok: bool = False, shown: str 
             print("\n".join(list(diff)[:40]), file=sys.stderr)
         _print_prose(shown, problems)
         print(f"{shown}: {len(blocks) - len(stale)} of {len(blocks)} blocks match the records{pending_text}"
-              + ("" if not stale else "; run python -m poolstudy.publish to rewrite them"), file=sys.stderr)
+              + ("" if not stale else f"; run python -m poolstudy.publish {_rewrite_args(shown)} to rewrite them"),
+              file=sys.stderr)
         return 1 if stale or problems else 0
     for block, body in sorted(stale, key=lambda pair: pair[0].start, reverse=True):
         text = text[:block.start] + body + text[block.end:]

@@ -249,6 +249,10 @@ def load_job(job_dir: Path, display: str, warnings: Warnings) -> Job | Skipped:
                hpo_role=role, study=study, trial=trial)
 
 
+# Where MLflow keeps logged artifacts: poolstudy.tracking's default next to an SQLite store, MLflow's own default.
+MLFLOW_ARTIFACT_FOLDERS = frozenset({"mlartifacts", "mlruns"})
+
+
 @dataclass
 class Found:
     jobs: list[Job] = field(default_factory=list)
@@ -270,8 +274,15 @@ def discover(paths: list[str], warnings: Warnings, skip: Path | None = None) -> 
             here = Path(dirpath)
             real = here.resolve()
             is_job = SNAPSHOT_DIR in dirnames
+            # MLflow's artifact folders hold copies of the job files logger=mlflow logged (metrics.json,
+            # .hydra/): counted, a copy would stand in for its job or repeat it. Listed as skipped, not walked.
+            for store in sorted(d for d in dirnames if d in MLFLOW_ARTIFACT_FOLDERS):
+                found.skipped.append(Skipped(os.path.normpath(os.path.join(dirpath, store)),
+                                             "an MLflow artifact folder: copies of job files logged by logger=mlflow, "
+                                             "not job folders"))
             # Sorted and pruned in place: os.walk then visits folders in a deterministic order.
-            dirnames[:] = sorted(d for d in dirnames if d != SNAPSHOT_DIR and (here / d).resolve() != skip_real)
+            dirnames[:] = sorted(d for d in dirnames if d != SNAPSHOT_DIR and d not in MLFLOW_ARTIFACT_FOLDERS
+                                 and (here / d).resolve() != skip_real)
             if real in seen:
                 continue
             seen.add(real)

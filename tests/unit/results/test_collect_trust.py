@@ -147,6 +147,39 @@ def write_foreign(folder: Path, config: dict, metrics: dict | None = None) -> No
         (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
+def test_mlflow_copies_of_job_folders_are_skipped_not_counted(tmp_path, capsys):
+    """logger=mlflow logs each job's metrics.json and .hydra/ as artifacts into outputs/mlartifacts/: those
+    copies are not jobs (counted, a copy stood in for its job and the job was 'repeated')."""
+    root = tmp_path / "outputs"
+    for seed in range(2):
+        job = write_job(root / "multirun" / f"m{seed}", "maxpool", seed=seed, test_acc=0.98 + seed / 1000)
+        shutil.copytree(job, root / "mlartifacts" / "poolstudy" / f"run{seed}" / "artifacts")
+        shutil.copytree(job, root / "mlruns" / "1" / f"run{seed}" / "artifacts")
+    results, stdout, stderr = run_collect(tmp_path, root, capsys=capsys)
+    cell = cells_by(results)[("mnist", "maxpool")]
+    assert cell["n_finished"] == 2 and cell["values"] == pytest.approx([0.98, 0.981])
+    assert [j["path"] for j in results["jobs"]] == [str(root / "multirun" / "m0"), str(root / "multirun" / "m1")]
+    assert not results["counted_once"] and not results["flags"]
+    skipped = {s["path"]: s["reason"] for s in results["skipped"]}
+    assert set(skipped) == {str(root / "mlartifacts"), str(root / "mlruns")}
+    assert all(r.startswith("an MLflow artifact folder: copies of job files") for r in skipped.values())
+
+
+def test_a_cells_mean_is_flagged_as_mixed_only_by_its_finished_jobs(tmp_path, capsys):
+    """An invalid job of other settings (the README's first command without data) is 'not finished', not
+    part of the mean; two finished jobs of other epochs are mixed, and said so."""
+    root = tmp_path / "outputs"
+    write_job(root / "ok0", "maxpool", seed=0, test_acc=0.98, config={"trainer.epochs": 1})
+    write_job(root / "ok1", "maxpool", seed=1, test_acc=0.981, config={"trainer.epochs": 1})
+    write_job(root / "bad", "maxpool", seed=2, state="invalid", config={"trainer.epochs": 5})
+    assert not any("its jobs differ" in f for f in run_collect(tmp_path, root, capsys=capsys)[0]["flags"])
+    write_job(root / "ok2", "maxpool", seed=3, test_acc=0.982, config={"trainer.epochs": 5})
+    flags = run_collect(tmp_path, root, capsys=capsys)[0]["flags"]
+    mixed = [f for f in flags if "its jobs differ" in f]
+    assert len(mixed) == 1 and mixed[0].endswith(
+        "maxpool k2 s2: its jobs differ in trainer.epochs: 1 (2 jobs), 5 (1 job); their mean mixes different settings.")
+
+
 def test_other_projects_hydra_runs_are_skipped_not_counted(tmp_path, capsys):
     root = tmp_path / "outputs"
     for seed in range(2):
