@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,12 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, SHARED_DATA
+
+# A shell starts a background job (`pytest &`, `nohup pytest &`) with SIGINT ignored, and an ignored signal
+# stays ignored in every process it starts: the tests that press Ctrl-C (in-process, or on a train.py they
+# spawn) would then see nothing happen. Python's own handler here makes the children start with the
+# default disposition again (a handled signal is reset on exec).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
