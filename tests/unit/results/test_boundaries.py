@@ -1,25 +1,13 @@
 """The collector (poolstudy.results and its commands) reads job folders; it imports none of the job's code."""
 
-import ast
 import subprocess
 import sys
 
-from helpers import ROOT
+from helpers import ROOT, imported_modules
 
 SRC = ROOT / "src" / "poolstudy"
 FORBIDDEN = ("poolstudy.training", "poolstudy.jobs", "poolstudy.models")
 COLLECTOR = [*sorted((SRC / "results").glob("*.py")), SRC / "collect.py", SRC / "publish.py", SRC / "jobfolder.py"]
-
-
-def imported_modules(path) -> set[str]:
-    """Every module a file imports, at any level (function-level imports included)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
-    return found
 
 
 def test_no_collector_module_imports_the_jobs_code():
