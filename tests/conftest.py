@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import ROOT, SHARED_DATA
+from helpers import trainpy
 
 # A shell starts a background job (`pytest &`, `nohup pytest &`) with SIGINT ignored, and an ignored signal
 # stays ignored in every process it starts: the tests that press Ctrl-C (in-process, or on a train.py they
@@ -33,7 +32,6 @@ def run_train(cache_dir):
         full_env = {**os.environ, "POOLSTUDY_DATA": str(data_dir), "POOLSTUDY_CACHE": str(cache_dir),
                     "HYDRA_FULL_ERROR": "0", **(env or {})}
         full_env.pop("HYDRA_FULL_ERROR")
-        return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+        return trainpy.run(args, cwd=ROOT, env=full_env, timeout=timeout)
 
     return run

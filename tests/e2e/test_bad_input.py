@@ -15,7 +15,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT
+from helpers import trainpy
 from helpers.datafiles import make_gray_folder, make_idx_dataset, save_images
 
 SECRET = "s3cr3t-Pw0rd"
@@ -136,8 +136,7 @@ def _fixed_interval(proc, sweep):
 def _fixed_unknown_key(proc, sweep):
     (s,) = _studies(sweep).values()
     assert set(s["search_space"]) == RECIPE_SPACE
-    listing = subprocess.run([sys.executable, str(ROOT / "train.py"), "--cfg", "job"], cwd=ROOT, capture_output=True,
-                             text=True)  # the other suggestion: it lists the job's keys
+    listing = trainpy.run(["--cfg", "job"], cwd=ROOT)  # the other suggestion: it lists the job's keys
     assert listing.returncode == 0 and "optimizer:" in listing.stdout and "  lr: " in listing.stdout
 
 
@@ -349,8 +348,7 @@ def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
     env.pop("POOLSTUDY_DB_PASSWORD", None)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     flags, overrides = [a for a in args if a.startswith("-")], [a for a in args if not a.startswith("-")]
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags, *QUICK, *overrides], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = trainpy.run([*flags, *QUICK, *overrides], cwd=ROOT, env=env, timeout=300)
     output = proc.stdout + proc.stderr
     message = _normalise(_message(proc.stderr), tmp_path)
 
@@ -374,8 +372,7 @@ def test_bad_input(case: Case, idx_source: Path, tmp_path: Path):
         assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
         assert case.prepare_tmp or not (tmp_path / "out").exists()
     if case.fix:  # the command the message suggests, typed
-        fixed = subprocess.run([sys.executable, str(ROOT / "train.py"), *_suggested_command(proc.stderr)], cwd=ROOT,
-                               env=env, capture_output=True, text=True, timeout=600)
+        fixed = trainpy.run(_suggested_command(proc.stderr), cwd=ROOT, env=env, timeout=600)
         assert fixed.returncode == 0, f"{message}\n{fixed.stderr[-3000:]}"
         case.fix(fixed, tmp_path / "out")
 

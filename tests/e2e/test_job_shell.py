@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from helpers import FAULTS, ROOT
+from helpers import trainpy
 from helpers.datafiles import make_idx_dataset
 
 QUICK = ["dataset=shapes", "dataset.train_subset=100", "dataset.test_subset=50", "trainer.epochs=1",
@@ -35,8 +36,7 @@ def env(cache_dir) -> dict[str, str]:
 
 
 def train(env, *args: str, extra_env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env={**env, **(extra_env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    return trainpy.run(args, cwd=ROOT, env={**env, **(extra_env or {})}, timeout=timeout)
 
 
 def start(env, *args: str) -> subprocess.Popen:

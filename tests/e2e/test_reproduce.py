@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from helpers import ROOT, SHARED_DATA, require_real
+from helpers import trainpy
 from poolstudy.results.reproducibility import (BEYOND_NOISE, IDENTICAL, TOLERANCE_SDS, WITHIN_NOISE, compare_configs,
                                                 compare_runs, seed_noise)
 from poolstudy.reproduce import default_out_dir, load_record, main, sibling_seeds
@@ -359,9 +360,8 @@ def verdict_line(stdout: str) -> str:
 def tiny_record(tmp_path_factory, cache_dir) -> Path:
     """A fresh synthetic-data job (one epoch, a few seconds), recorded once for the tests below."""
     record = tmp_path_factory.mktemp("tiny") / "record"
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *TINY, f"hydra.run.dir={record}"], cwd=ROOT,
-                          env={**os.environ, "POOLSTUDY_CACHE": str(cache_dir)}, capture_output=True, text=True,
-                          timeout=600)
+    proc = trainpy.run([*TINY, f"hydra.run.dir={record}"], cwd=ROOT,
+                       env={**os.environ, "POOLSTUDY_CACHE": str(cache_dir)}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return record
 

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from helpers import ROOT
+from helpers import trainpy
 
 # deterministic on the CPU (one thread), so a trial's value is the same in every sweep that runs it
 TINY = ["dataset=shapes", "dataset.train_subset=300", "dataset.test_subset=100", "trainer.epochs=1",
@@ -34,8 +35,7 @@ def env_for(cache_dir: Path) -> dict[str, str]:
 
 
 def train(args: list[str], cache_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env_for(cache_dir),
-                          capture_output=True, text=True, timeout=timeout)
+    return trainpy.run(args, cwd=ROOT, env=env_for(cache_dir), timeout=timeout)
 
 
 def interrupt_during_trial(args: list[str], cache_dir: Path, trial_dir: Path, delay: float = 0.5,

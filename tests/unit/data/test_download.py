@@ -1,13 +1,12 @@
 """dataset.download=auto|true|false: use the files, else download when the server answers, else one message."""
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from helpers import ROOT
+from helpers import trainpy
 from helpers.datafiles import make_idx_dataset
 from poolstudy.data import catalogue, download, load_raw
 from poolstudy.errors import DataError
@@ -132,8 +131,7 @@ def test_default_command_on_a_fresh_clone_stops_quickly_with_the_offline_choice(
     env = {**os.environ, "POOLSTUDY_DATA": str(tmp_path / "data"), "POOLSTUDY_CACHE": str(tmp_path / "cache")}
     env.pop("HYDRA_FULL_ERROR", None)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = trainpy.run([f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, timeout=120)
     elapsed = time.perf_counter() - start
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     msg = proc.stderr.strip()
@@ -141,10 +139,9 @@ def test_default_command_on_a_fresh_clone_stops_quickly_with_the_offline_choice(
     assert "dataset.download=auto and none of the download servers answered (ossci-datasets.s3.amazonaws.com: " in msg
     assert "dataset=shapes" in msg and "dataset.download=true" in msg
     assert elapsed < 30, f"{elapsed:.1f} s"  # interpreter start-up + composition + a probe bounded at 3 s
-    fix = subprocess.run([sys.executable, str(ROOT / "train.py"), "dataset=shapes", "trainer.epochs=1",
-                          "dataset.train_subset=200", "invariance.enabled=false", "trainer.progress=false",
-                          f"hydra.run.dir={tmp_path / 'run-shapes'}"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
+    fix = trainpy.run(["dataset=shapes", "trainer.epochs=1", "dataset.train_subset=200", "invariance.enabled=false",
+                       "trainer.progress=false", f"hydra.run.dir={tmp_path / 'run-shapes'}"], cwd=ROOT, env=env,
+                      timeout=300)
     assert fix.returncode == 0 and (tmp_path / "run-shapes" / "metrics.json").is_file(), fix.stderr[-2000:]
 
 

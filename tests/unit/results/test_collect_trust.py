@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import yaml
 from scipy import stats
 
 from helpers import ROOT
+from helpers import trainpy
 from poolstudy.results import identity
 from helpers.records import cells_by, collect, make_hpo_sweep, write_job
 
@@ -556,8 +555,7 @@ def test_identity_ignores_what_a_resumed_job_may_change():
 # ---------------------------------------------------------------- real train.py folders
 
 def _train(*args: str, env: dict) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = trainpy.run(args, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

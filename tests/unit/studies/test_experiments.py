@@ -4,14 +4,13 @@ commands ran; the old form +sweeps=<study> still runs the study."""
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
 from helpers import CONF_DIR, ROOT, load_script
+from helpers import trainpy
 from helpers.studies import compose_job, expansion, train_args
 from poolstudy.errors import InvalidModelError
 from poolstudy.jobs.cmdline import current_forms
@@ -171,8 +170,7 @@ def test_the_old_study_form_is_translated_with_a_note():
 
 
 def test_the_old_study_form_still_runs_the_study(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "+sweeps=seed_replication", "seed=0",
-                           "--cfg", "job"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = trainpy.run(["-m", "+sweeps=seed_replication", "seed=0", "--cfg", "job"], cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("note: +sweeps=seed_replication is now experiment=seed_replication")
     assert proc.stdout.count("# job ") == 6 and "# job 5 of 6: model=strided dataset=cifar10 seed=0" in proc.stdout
