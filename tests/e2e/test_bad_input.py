@@ -65,6 +65,10 @@ def _no_blue(data: Path) -> None:
                 28, 28)), np.zeros((28, 28))]).astype(np.uint8) for _ in range(n)])
 
 
+def _gray_32px(data: Path) -> None:
+    make_gray_folder(data / "imgs", size=32)
+
+
 def _file_in_the_way(tmp: Path) -> None:
     (tmp / "taken").write_text("a file where the output folder should go\n")
 
@@ -188,6 +192,11 @@ CASES = [
          ["model=strided cannot remove the pool 'features.5'", "'cat()'", "model=published"]),
     Case("VGG's five pools on 28x28 images", ["arch=vgg", "model.width=0.125"],
          ["layer 'features.28'", "gets a 64x1x1 input", "Use a dataset with larger images, or another model= operator"]),
+    Case("batch of one image where a BatchNorm map is 1x1",
+         ["dataset=imagefolder", "dataset.root=<tmp>/data/imgs", "arch=vgg", "model=strided", "model.width=0.125",
+          "trainer.batch_size=1"],
+         ["trainer.batch_size = 1 cannot train this model", "BatchNorm layer 'features.26' gets a 64x1x1 map",
+          "Use trainer.batch_size=2 or more"], prepare=_gray_32px),
     Case("missing data folder", ["dataset.download=false"], ["MNIST not found", "<tmp>/nowhere/MNIST/raw",
                                                               "dataset=shapes"], data="nowhere"),
     Case("missing data folder, no network", [], ["MNIST not found", "<tmp>/nowhere/MNIST/raw",

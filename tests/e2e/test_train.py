@@ -129,3 +129,18 @@ def test_help_lists_every_group(run_train):
     proc = run_train("--cfg", "job")
     for key in ("downsample:", "kernel_size:", "val_fraction:", "bn_recalibration:", "data_dir:"):
         assert key in proc.stdout
+
+
+def test_the_batch_size_a_batchnorm_refusal_suggests_trains(run_train, tmp_path):
+    """VGG with stride-2 convolutions leaves its last BatchNorm a 1x1 map on 32x32 images: batch size 1 is
+    refused before training (tests/e2e/test_bad_input.py), and the batch size the message suggests trains."""
+    from helpers.datafiles import make_gray_folder
+
+    root = make_gray_folder(tmp_path / "imgs", size=32)
+    args = ["dataset=imagefolder", f"dataset.root={root}", "arch=vgg", "model=strided", "model.width=0.125",
+            "trainer.epochs=1", "trainer.progress=false", "invariance.enabled=false"]
+    refused = run_train(*args, "trainer.batch_size=1", f"hydra.run.dir={tmp_path / 'one'}")
+    assert refused.returncode == 2 and "Use trainer.batch_size=2 or more" in refused.stderr, refused.stderr[-2000:]
+    proc = run_train(*args, "trainer.batch_size=2", f"hydra.run.dir={tmp_path / 'two'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["status"] == "complete"

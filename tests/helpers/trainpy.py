@@ -6,7 +6,7 @@ mostly to see it stop with a message. :func:`run` starts each command as a fork 
 that imported all of that once (the standard library's ``multiprocessing`` forkserver, with the imports as
 its preload), and runs train.py there as Python runs a script: ``sys.argv``, the working directory, the
 environment, stdin/stdout/stderr, the script's folder on ``sys.path``, default signal handlers, exit
-status (``-N`` for a signal), and the ``atexit`` handlers run at exit.
+status (``-N`` for a signal), and at exit the threads joined and the ``atexit`` handlers run.
 
 A real interpreter is used instead (``subprocess.run``) where a fork could not behave the same:
 an environment that differs from the server's in a variable read when Python or a library starts
@@ -130,8 +130,9 @@ def _main(script: str, args: list[str], env: dict[str, str], cwd: str, out: str,
 
         traceback.print_exc()
         code = 1
-    try:
-        atexit._run_exitfuncs()  # a real interpreter runs them at exit; a multiprocessing child does not
+    try:  # what a real interpreter does at exit, in its order (a multiprocessing child does neither):
+        threading._shutdown()  # join the non-daemon threads, after the hooks libraries registered for them
+        atexit._run_exitfuncs()  # (e.g. loky stopping its workers, before multiprocessing joins its children)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

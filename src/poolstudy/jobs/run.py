@@ -24,7 +24,8 @@ from poolstudy.evaluation.invariance import invariance_metrics
 from poolstudy.jobfolder import METRICS_FILE, write_metrics
 from poolstudy.jobs.config_checks import check_config
 from poolstudy.jobs.interrupt import JobProgress
-from poolstudy.models.profile import LayerRow, count_macs, count_params, format_summary, stage_sizes, trace_shapes
+from poolstudy.models.profile import (LayerRow, check_batch_statistics, count_macs, count_params, format_summary,
+                                     stage_sizes, trace_shapes)
 from poolstudy.models.surgery import format_points, point_records
 from poolstudy.tracking import Trackers
 from poolstudy.training.checkpoint import JobCheckpoint, TrainingProgress
@@ -166,6 +167,7 @@ def build_job(cfg: DictConfig, data: DataSplits, device: torch.device, out_dir: 
 
     model = fresh_model()
     rows = trace_shapes(model, data.image_shape)  # before training: clear error on impossible shapes
+    check_batch_statistics(rows, int(trainer.batch_size))
     params, macs = count_params(model), count_macs(model, data.image_shape)
     points = point_records(model, rows)
     log.info("Model %s / %s:\n%s\n%s", cfg.model.arch, cfg.model.downsample.type, format_summary(rows, params, macs),

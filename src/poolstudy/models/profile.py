@@ -78,6 +78,24 @@ def _raise_invalid(name, module, in_shape, reason, advice) -> None:
     )
 
 
+def check_batch_statistics(rows: list[LayerRow], batch_size: int) -> None:
+    """Raise InvalidModelError when a training batch of ``batch_size`` images gives some BatchNorm layer a
+    single value per channel (``batch_size`` times its output's H x W equal to 1), from which it cannot
+    compute a batch variance: torch stops such a step with "Expected more than 1 value per channel when
+    training". ``rows``: :func:`trace_shapes` of the model."""
+    for row in rows:
+        if row.kind.startswith("BatchNorm") or row.kind.startswith("SyncBatchNorm"):
+            values = batch_size
+            for size in row.out_shape[1:]:
+                values *= size
+            if values == 1:
+                shape = "x".join(map(str, row.out_shape))
+                raise InvalidModelError(
+                    f"trainer.batch_size = {batch_size} cannot train this model: BatchNorm layer '{row.name}' gets a "
+                    f"{shape} map (channels x H x W), so a batch of {batch_size} image gives it one value per "
+                    "channel, and batch statistics need at least two. Use trainer.batch_size=2 or more.")
+
+
 def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     """Multiply-accumulates of one forward pass of one image (torch's flop counter / 2)."""
     was_training = model.training

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from helpers import CONF_DIR, compose
 from poolstudy.errors import InvalidModelError, PoolStudyError
 from poolstudy.jobs.config_checks import check_config
-from poolstudy.models.profile import trace_shapes
+from poolstudy.models.profile import check_batch_statistics, trace_shapes
 from poolstudy.training.schedule import build_scheduler
 
 
@@ -60,6 +60,28 @@ def test_a_network_too_deep_for_the_images_is_refused_by_the_jobs_shape_check():
     with pytest.raises(InvalidModelError) as refused:
         trace_shapes(net, (1, 28, 28))
     assert str(refused.value).startswith("The model cannot run on this input size: layer 'features.28' (AvgPool2d")
+
+
+@pytest.mark.parametrize("arch,model,batch_size,refused", [
+    ("vgg", "strided", 1, True),     # the last convolution at stride 2 leaves 1x1 for its BatchNorm
+    ("vgg", "strided", 2, False),    # two images give it two values per channel
+    ("vgg", "maxpool", 1, False),    # as published, the last BatchNorm sees 2x2 (the pool comes after it)
+    ("resnet", "published", 1, False),
+])
+def test_a_batch_that_gives_a_batchnorm_one_value_per_channel_is_refused(arch, model, batch_size, refused):
+    """torch stops such a training step with "Expected more than 1 value per channel": the job says which
+    layer and what batch size works before it trains."""
+    cfg = compose([f"arch={arch}", f"model={model}", "dataset=cifar10", f"trainer.batch_size={batch_size}"])
+    rows = trace_shapes(instantiate(cfg.model, _convert_="all", in_channels=3, num_classes=10), (3, 32, 32))
+    if not refused:
+        check_batch_statistics(rows, batch_size)
+        return
+    with pytest.raises(InvalidModelError) as error:
+        check_batch_statistics(rows, batch_size)
+    assert str(error.value) == (
+        "trainer.batch_size = 1 cannot train this model: BatchNorm layer 'features.26' gets a 512x1x1 map "
+        "(channels x H x W), so a batch of 1 image gives it one value per channel, and batch statistics need at "
+        "least two. Use trainer.batch_size=2 or more.")
 
 
 @pytest.mark.parametrize("arch", SMALL_ARCHS)
