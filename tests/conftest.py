@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, SHARED_DATA
-from helpers import trainpy
+from helpers import ROOT, SHARED_DATA, trainpy
 
 # A shell starts a background job (`pytest &`, `nohup pytest &`) with SIGINT ignored, and an ignored signal
 # stays ignored in every process it starts: the tests that press Ctrl-C (in-process, or on a train.py they

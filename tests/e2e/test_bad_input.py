@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
-from helpers import trainpy
+from helpers import ROOT, trainpy
 from helpers.datafiles import make_gray_folder, make_idx_dataset, save_images
 
 SECRET = "s3cr3t-Pw0rd"

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import FAULTS, ROOT
-from helpers import trainpy
+from helpers import FAULTS, ROOT, trainpy
 from helpers.datafiles import make_idx_dataset
 
 QUICK = ["dataset=shapes", "dataset.train_subset=100", "dataset.test_subset=50", "trainer.epochs=1",

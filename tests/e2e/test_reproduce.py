@@ -21,8 +21,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import ROOT, SHARED_DATA, require_real
-from helpers import trainpy
+from helpers import ROOT, SHARED_DATA, require_real, trainpy
 from poolstudy.results.reproducibility import (BEYOND_NOISE, IDENTICAL, TOLERANCE_SDS, WITHIN_NOISE, compare_configs,
                                                 compare_runs, seed_noise)
 from poolstudy.reproduce import default_out_dir, load_record, main, sibling_seeds

@@ -15,8 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from helpers import ROOT
-from helpers import trainpy
+from helpers import ROOT, trainpy
 
 # deterministic on the CPU (one thread), so a trial's value is the same in every sweep that runs it
 TINY = ["dataset=shapes", "dataset.train_subset=300", "dataset.test_subset=100", "trainer.epochs=1",

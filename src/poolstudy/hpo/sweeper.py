@@ -300,7 +300,7 @@ class FairOptunaSweeperImpl(OptunaSweeperImpl):
 
     # ------------------------------------------------------------------ cells
     def _run_cell(self, cell: Cell, fixed, space, factory, storage, storage_url, sweep_dir: Path) -> str:
-        name, settings, cfg = cell.name, cell.settings, cell.plan.cfg
+        name, settings = cell.name, cell.settings
         overrides = [*fixed, *cell.plan.cell]
         study = self._open_study(cell, storage, factory)
         name_objective(study)  # for optuna-dashboard (poolstudy.tracking.optuna_labels)

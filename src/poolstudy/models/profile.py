@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -85,10 +86,7 @@ def check_batch_statistics(rows: list[LayerRow], batch_size: int) -> None:
     training". ``rows``: :func:`trace_shapes` of the model."""
     for row in rows:
         if row.kind.startswith("BatchNorm") or row.kind.startswith("SyncBatchNorm"):
-            values = batch_size
-            for size in row.out_shape[1:]:
-                values *= size
-            if values == 1:
+            if batch_size * math.prod(row.out_shape[1:]) == 1:
                 shape = "x".join(map(str, row.out_shape))
                 raise InvalidModelError(
                     f"trainer.batch_size = {batch_size} cannot train this model: BatchNorm layer '{row.name}' gets a "

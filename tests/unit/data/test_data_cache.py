@@ -137,7 +137,7 @@ def test_second_archive_of_one_name_trains_on_its_own_images(run_train, tmp_path
 def test_relative_paths_are_resolved_against_the_launch_directory(tmp_path, monkeypatch):
     launch = tmp_path / "launch"
     make_idx_dataset(launch / "data")
-    root = make_gray_folder(launch / "imgs")
+    make_gray_folder(launch / "imgs")
     job_dir = tmp_path / "outputs" / "job"
     job_dir.mkdir(parents=True)
     monkeypatch.chdir(job_dir)  # what hydra.job.chdir=true does

@@ -5,8 +5,7 @@ import time
 
 import pytest
 
-from helpers import ROOT
-from helpers import trainpy
+from helpers import ROOT, trainpy
 from helpers.datafiles import make_idx_dataset
 from poolstudy.data import catalogue, download, load_raw
 from poolstudy.errors import DataError

@@ -13,8 +13,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from helpers import ROOT
-from helpers import trainpy
+from helpers import ROOT, trainpy
 from poolstudy.results import identity
 from helpers.records import cells_by, collect, make_hpo_sweep, write_job
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from helpers import CONF_DIR, ROOT, load_script
-from helpers import trainpy
+from helpers import CONF_DIR, ROOT, load_script, trainpy
 from helpers.studies import compose_job, expansion, train_args
 from poolstudy.errors import InvalidModelError
 from poolstudy.jobs.cmdline import current_forms
