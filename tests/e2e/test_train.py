@@ -125,7 +125,10 @@ def test_help_lists_every_group(run_train):
     proc = run_train("--help")
     assert proc.returncode == 0
     for group in ("arch", "model", "dataset", "optimizer", "scheduler", "trainer"):
-        assert f"{group}:" in proc.stdout
+        assert f"\n{group}: " in proc.stdout
+    # Hydra's own groups too, the launchers a multirun runs on among them
+    launchers = next(line for line in proc.stdout.splitlines() if line.startswith("hydra/launcher: "))
+    assert {"basic", "local_parallel", "slurm", "submitit_local"} <= set(launchers.split(": ")[1].split(", "))
     proc = run_train("--cfg", "job")
     for key in ("downsample:", "kernel_size:", "val_fraction:", "bn_recalibration:", "data_dir:"):
         assert key in proc.stdout
