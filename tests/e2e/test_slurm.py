@@ -23,7 +23,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from helpers import CONF_DIR, ROOT
+from helpers import CONF_DIR, FAULTS, ROOT
 from helpers.slurmcluster import DEFAULT_TIME_MIN, MAX_TIME_MIN, PARTITION, Cluster, ClusterUnavailable, start
 from poolstudy.errors import PoolStudyError
 from poolstudy.slurm.resources import check_request, derive_request, query_partition
@@ -140,13 +140,16 @@ def test_requeued_and_preempted_jobs_resume_to_the_uninterrupted_metrics(slurm_e
     multirun may not repeat a value): one runs through, one is requeued by `scontrol requeue` (SLURM
     kills it), one gets submitit's preemption signal (SIGUSR2: submitit requeues it and exits)."""
     # SLURM kills a requeued job's step seconds after its SIGTERM (which submitit ignores), not at
-    # once: the epochs after the first must take clearly longer, or the job finishes training first
+    # once: the epochs after the first must take clearly longer, or the job finishes training first.
+    # The fault-injecting sitecustomize adds 2 s to each of them (all three jobs alike; figures unchanged).
+    env = {**slurm_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULTS), slurm_env.get("PYTHONPATH")])),
+           "POOLSTUDY_TEST_EPOCH_DELAY": "2"}
     epochs = 6
     job = ["seed=0", "dataset=shapes", "dataset.train_subset=4500", f"trainer.epochs={epochs}", "trainer.batch_size=32",
            "trainer.progress=false", "invariance.enabled=false"]
     sweeps = {name: tmp_path / name for name in ("uninterrupted", "requeued", "preempted")}
     started = time.perf_counter()
-    procs = {name: popen_train(slurm_env, *job, f"hydra.sweep.dir={sweep}") for name, sweep in sweeps.items()}
+    procs = {name: popen_train(env, *job, f"hydra.sweep.dir={sweep}") for name, sweep in sweeps.items()}
     try:
         # each is interrupted as soon as its first checkpoint is written (the jobs run at the same time)
         pending = {"requeued": ["scontrol", "requeue"], "preempted": ["scancel", "--signal=USR2"]}
