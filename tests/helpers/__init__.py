@@ -2,8 +2,9 @@
 
 Modules: ``datafiles`` (small dataset files in the official layouts), ``hpo`` (running and inspecting HPO
 sweeps), ``pgserver`` (a throw-away PostgreSQL server), ``slurmcluster`` (a single-node SLURM cluster),
-``faults/`` (a sitecustomize that injects faults into a train.py process), ``tracking`` (MLflow and
-TensorBoard stores read back).
+``faults/`` (a sitecustomize that injects faults or slow epochs into a train.py process), ``tracking``
+(MLflow and TensorBoard stores read back), ``trainpy`` (``python train.py ...`` as a fork of a pre-imported
+server).
 """
 
 from __future__ import annotations
